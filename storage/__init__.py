@@ -1,0 +1,1 @@
+"""sharemig's plain-Python core: state, pools, drivers and the data mover (no Prefect here)."""

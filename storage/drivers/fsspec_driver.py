@@ -1,0 +1,83 @@
+"""Generic driver for any fsspec filesystem. Never driver-assisted: host-assisted is its path."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from storage.drivers.base import Compatibility, DriverCapabilities, MigrationRef, PoolRef
+from storage.errors import InvalidStateError
+
+SNAPSHOT_DIR = ".snapshots"
+
+
+class FsspecDriver:
+    capabilities: ClassVar[DriverCapabilities] = DriverCapabilities(
+        snapshot_support=False, driver_assisted_migration=False
+    )
+
+    def __init__(self, pool: PoolRef) -> None:
+        self.pool = pool
+        fs, root = url_to_fs(pool.url, skip_instance_cache=True, use_listings_cache=False)
+        self.fs: fsspec.AbstractFileSystem = fs
+        self.root: str = root.rstrip("/")
+
+    def _path(self, location: str) -> str:
+        return f"{self.root}/{location}"
+
+    def _protocol(self) -> str:
+        proto: Any = self.fs.protocol
+        return str(proto[0] if isinstance(proto, tuple | list) else proto)
+
+    def instance_url(self, location: str) -> str:
+        proto = self._protocol()
+        path = self._path(location)
+        return path if proto in {"file", "local"} else f"{proto}://{path.lstrip('/')}"
+
+    def create_instance(self, location: str) -> None:
+        self.fs.makedirs(self._path(location), exist_ok=True)
+
+    def delete_instance(self, location: str) -> None:
+        if self.fs.exists(self._path(location)):
+            self.fs.rm(self._path(location), recursive=True)
+
+    def export_locations(self, location: str) -> list[str]:
+        return [self.instance_url(location)]
+
+    def create_snapshot(self, location: str, snapshot_id: str) -> None:
+        raise InvalidStateError(
+            f"pool {self.pool.name} ({self.pool.driver}) has no snapshot support"
+        )
+
+    def delete_snapshot(self, location: str, snapshot_id: str) -> None:
+        raise InvalidStateError(
+            f"pool {self.pool.name} ({self.pool.driver}) has no snapshot support"
+        )
+
+    def list_snapshots(self, location: str) -> list[str]:
+        return []
+
+    def migration_check_compatibility(self, source_location: str, dest: PoolRef) -> Compatibility:
+        return Compatibility(compatible=False, reason="the fsspec driver never moves data itself")
+
+    def _refuse(self) -> None:
+        raise InvalidStateError("the fsspec driver has no driver-assisted migration")
+
+    def migration_start(self, ref: MigrationRef) -> None:
+        self._refuse()
+
+    def migration_continue(self, ref: MigrationRef) -> bool:
+        self._refuse()
+        return False
+
+    def migration_complete(self, ref: MigrationRef) -> None:
+        self._refuse()
+
+    def migration_cancel(self, ref: MigrationRef) -> None:
+        self._refuse()
+
+    def migration_get_progress(self, ref: MigrationRef) -> dict[str, object]:
+        self._refuse()
+        return {}

@@ -1,0 +1,56 @@
+"""The one exception tree. `TransientError` is worth a retry; everything else fails now."""
+
+from __future__ import annotations
+
+
+class SharemigError(Exception):
+    """Root of every error sharemig raises on purpose."""
+
+    retriable: bool = False
+
+
+class TransientError(SharemigError):
+    """A failure that may pass on its own (I/O timeout, connection reset, lock contention)."""
+
+    retriable = True
+
+
+class PermanentError(SharemigError):
+    """A failure a retry will not fix; the migration ends in `migration_error`."""
+
+
+class InvalidInputError(PermanentError):
+    """Bad input from a caller: a type, a value or a file that does not validate."""
+
+
+class InventoryError(InvalidInputError):
+    """The pool inventory file is unreadable or invalid; the message names line and field."""
+
+
+class NotFoundError(PermanentError):
+    """A share, pool, type, network, snapshot or migration that does not exist."""
+
+
+class InvalidStateError(PermanentError):
+    """The object exists but is in a state that does not allow the operation."""
+
+
+class ConflictError(PermanentError):
+    """The operation conflicts with the object's contents (e.g. snapshots with forced host copy)."""
+
+
+class CapacityError(PermanentError):
+    """No pool can hold the share (type, size or free space)."""
+
+
+class DataIntegrityError(PermanentError):
+    """A file did not verify after the bounded number of re-copies."""
+
+
+class CancelledError(SharemigError):
+    """The migration was cancelled while work was running; not a failure."""
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """True when `exc` belongs to the retriable branch (used by Prefect retry conditions)."""
+    return isinstance(exc, SharemigError) and exc.retriable

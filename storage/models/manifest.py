@@ -1,0 +1,71 @@
+"""The data mover's durable plan: one copy job, one manifest row per source entry."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from storage.models.base import Base, new_id, utcnow
+
+
+class CopyJob(Base):
+    __tablename__ = "copy_jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    source_url: Mapped[str] = mapped_column(String(2048))
+    dest_url: Mapped[str] = mapped_column(String(2048))
+    state: Mapped[str] = mapped_column(String(16), default="planning")
+    generation: Mapped[int] = mapped_column(default=0)
+    """Bumped by each (re-)plan; entries not seen in the latest walk have vanished."""
+    files_planned: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_planned: Mapped[int] = mapped_column(BigInteger, default=0)
+    files_verified: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_verified: Mapped[int] = mapped_column(BigInteger, default=0)
+    files_skipped: Mapped[int] = mapped_column(BigInteger, default=0)
+    batches: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ManifestEntry(Base):
+    """One source entry. `path` is raw bytes (names need not be UTF-8); `path_key` indexes it."""
+
+    __tablename__ = "manifest_entries"
+    __table_args__ = (
+        UniqueConstraint("job_id", "path_key", name="uq_manifest_entries_job_path"),
+        Index("ix_manifest_entries_job_batch_state", "job_id", "batch", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("copy_jobs.id", ondelete="CASCADE"))
+    path: Mapped[bytes] = mapped_column(LargeBinary)
+    path_key: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(8))
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    mode: Mapped[int] = mapped_column(default=0)
+    uid: Mapped[int | None] = mapped_column(default=None)
+    gid: Mapped[int | None] = mapped_column(default=None)
+    link_target: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    hardlink_group: Mapped[str | None] = mapped_column(String(64), default=None)
+    batch: Mapped[int] = mapped_column(default=0)
+    generation: Mapped[int] = mapped_column(default=0)
+    state: Mapped[str] = mapped_column(String(16), default="planned")
+    src_hash: Mapped[str | None] = mapped_column(String(32), default=None)
+    dst_hash: Mapped[str | None] = mapped_column(String(32), default=None)
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -1,0 +1,45 @@
+"""Pool lookups: a pool's driver, its allocated and free capacity."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from storage.drivers.base import PoolRef, ShareDriver
+from storage.drivers.registry import get_driver
+from storage.errors import NotFoundError
+from storage.models import Pool, Share, ShareInstance
+
+# Instances that hold space on their pool (a migration destination reserves it up front).
+_ALLOCATING = ("creating", "available", "migrating", "migrating_to", "error")
+
+
+def pool_ref(pool: Pool) -> PoolRef:
+    return PoolRef(name=pool.name, driver=pool.driver, url=pool.url, options=dict(pool.options))
+
+
+def get_pool(session: Session, name: str) -> Pool:
+    pool = session.get(Pool, name)
+    if pool is None:
+        raise NotFoundError(f"pool {name!r} is not in the inventory")
+    return pool
+
+
+def driver_for(session: Session, pool_name: str) -> ShareDriver:
+    return get_driver(pool_ref(get_pool(session, pool_name)))
+
+
+def allocated_gb(session: Session) -> dict[str, int]:
+    """GiB allocated per pool: the sizes of the shares whose instances live there."""
+    rows = session.execute(
+        select(ShareInstance.pool_name, func.coalesce(func.sum(Share.size), 0))
+        .join(Share, Share.id == ShareInstance.share_id)
+        .where(ShareInstance.status.in_(_ALLOCATING))
+        .group_by(ShareInstance.pool_name)
+    )
+    return {name: int(total) for name, total in rows}
+
+
+def free_gb(session: Session, pool: Pool, allocated: dict[str, int] | None = None) -> int:
+    allocated = allocated if allocated is not None else allocated_gb(session)
+    return pool.capacity_gb - allocated.get(pool.name, 0)

@@ -1,0 +1,65 @@
+"""Runtime settings from the environment (`SHAREMIG_*`), loaded on first use, never at import."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
+    return Path(base) / "sharemig"
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Paths default to files under `home`."""
+
+    model_config = SettingsConfigDict(env_prefix="SHAREMIG_", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home)
+    database_url: str | None = None
+    pools_file: Path | None = None
+    tokens_file: Path | None = None
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8786
+    prefect_port: int = 4200
+    work_pool: str = "sharemig"
+
+    copy_workers: int = 4
+    batch_max_files: int = 256
+    batch_max_bytes: int = 1 << 30
+    verify_attempts: int = 3
+    bandwidth_limit_bytes: int | None = None
+
+    approval_timeout_s: int = 7 * 24 * 3600
+    approval_timeout_action: str = "keep_waiting"
+    """What happens when nobody approves in time: `keep_waiting` (re-arm the wait) or `cancel`."""
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'sharemig.db'}"
+
+    @property
+    def pools_path(self) -> Path:
+        return self.pools_file or self.home / "pools.yaml"
+
+    @property
+    def tokens_path(self) -> Path:
+        return self.tokens_file or self.home / "tokens.yaml"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings so the next `get_settings()` re-reads the environment."""
+    get_settings.cache_clear()
