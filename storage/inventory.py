@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.drivers.registry import DRIVERS
-from storage.errors import InventoryError
+from storage.errors import InvalidInputError, InventoryError
 from storage.hosts import parse_host
 from storage.models import Pool
 
@@ -30,7 +30,10 @@ class PoolSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name_is_host_string(cls, v: str) -> str:
-        parse_host(v, require_pool=True)
+        try:
+            parse_host(v, require_pool=True)
+        except InvalidInputError as exc:
+            raise ValueError(str(exc)) from None
         return v
 
     @field_validator("driver")
