@@ -1,0 +1,453 @@
+"""The synchronous part of each migration action: contract checks and compare-and-set moves.
+
+Both front doors (API shim, CLI) reach these through `flows.control`. Every state change is a
+conditional UPDATE, so two racing requests are decided by the database, never by a read
+followed by a write: the loser gets `InvalidStateError` (400) instead of a second 202.
+Functions take a `Session`, flush, and leave the commit to the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from storage.catalog import get_share_type
+from storage.errors import (
+    ConflictError,
+    InvalidInputError,
+    InvalidStateError,
+    NotFoundError,
+)
+from storage.models import AccessRule, Migration, Pool, Share, ShareNetwork, ShareType
+from storage.models.base import utcnow
+from storage.pools import free_gb
+from storage.scheduler import fit
+from storage.shares import BUSY_TASK_STATES, active_instance, get_share, list_snapshots
+
+PHASE1_DONE_STATES = frozenset({"data_copying_completed", "migration_driver_phase1_done"})
+STARTING_STATES = frozenset(
+    {
+        "migration_starting",
+        "migration_in_progress",
+        "migration_driver_starting",
+        "data_copying_starting",
+    }
+)
+COPYING_STATES = frozenset({"data_copying_in_progress", "migration_driver_in_progress"})
+# The reference refuses cancel while starting or unmounting (contract §14.1); every phase-1
+# state is cancellable here. Only the switchover itself cannot be cancelled.
+CANCELLABLE_STATES = BUSY_TASK_STATES - {"migration_completing"}
+TERMINAL_STATES = frozenset({"migration_success", "migration_error", "migration_cancelled"})
+ALL_TASK_STATES = (
+    BUSY_TASK_STATES
+    | TERMINAL_STATES
+    | {"data_copying_cancelled", "data_copying_error", "migration_cancel_in_progress"}
+)
+# Contract §9.1: reset_task_state takes every value except these two (and null).
+RESETTABLE_TASK_STATES = ALL_TASK_STATES - {
+    "migration_driver_starting",
+    "migration_cancel_in_progress",
+}
+# Per-file cost in progress, in bytes: directory entries and metadata passes cost time even
+# when a file is empty, so a share of many small files still shows its progress.
+FILE_WEIGHT_BYTES = 64 * 1024
+
+
+class StartRequest(BaseModel):
+    """A parsed `migration_start` body; the five flags are already booleans."""
+
+    host: str
+    preserve_metadata: bool
+    preserve_snapshots: bool
+    writable: bool
+    nondisruptive: bool
+    force_host_assisted_migration: bool = False
+    new_share_network_id: str | None = None
+    new_share_type_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ProgressView:
+    """What `migration_get_progress` reports; the API drops `details` below 2.59."""
+
+    total_progress: int
+    task_state: str | None
+    details: dict[str, object] = field(default_factory=dict)
+
+
+def _state_message(share_id: str, task_state: str | None, otherwise: str) -> str:
+    """The contract §6 message for a refused complete/cancel/progress, made actionable."""
+    if task_state == "migration_success":
+        return f"Migration of share {share_id} has already completed."
+    if task_state is None or task_state == "migration_error":
+        return (
+            f"There is no migration being performed for share {share_id} at this moment; "
+            "start one with migration_start."
+        )
+    if task_state == "migration_cancelled":
+        return f"Migration of share {share_id} was already cancelled."
+    return otherwise
+
+
+def active_migration(session: Session, share_id: str) -> Migration | None:
+    """The share's current migration row (the newest one still marked active), if any."""
+    return session.scalar(
+        select(Migration)
+        .where(Migration.share_id == share_id, Migration.active.is_(True))
+        .order_by(Migration.created_at.desc())
+        .limit(1)
+    )
+
+
+def _service_pools(session: Session, host: str) -> list[Pool]:
+    """Enabled pools of the `host@backend` service named in a destination host string."""
+    service = host.split("#", 1)[0]
+    name, sep, backend = service.partition("@")
+    if not sep or not name or not backend:
+        return []
+    return list(
+        session.scalars(
+            select(Pool).where(Pool.host == name, Pool.backend == backend, Pool.enabled.is_(True))
+        )
+    )
+
+
+def _destination_pool(session: Session, host: str, share_id: str) -> Pool:
+    """Steps 15-16 plus a stricter pool check (contract §5.2 allows 400 for unknown pools)."""
+    pools = _service_pools(session, host)
+    service = host.split("#", 1)[0]
+    if not pools:
+        raise NotFoundError(
+            f"ServiceNotFound: Service {service} could not be found. "
+            "List destination pools with `manila pool-list` (host@backend#pool)."
+        )
+    names = ", ".join(p.name for p in pools)
+    if "#" not in host:
+        raise InvalidInputError(
+            f"Destination host {host!r} names no pool; migrate share {share_id} to one of: {names}."
+        )
+    for pool in pools:
+        if pool.name == host:
+            return pool
+    raise InvalidInputError(
+        f"Pool {host!r} does not exist on service {service}; choose one of: {names}."
+    )
+
+
+def _check_new_type(share: Share, new_type: ShareType, network: str | None) -> None:
+    """Steps 17-18: size limits and share-server needs of the requested share type."""
+    for key, sign in (("provisioning:min_share_size", 1), ("provisioning:max_share_size", -1)):
+        raw = new_type.extra_specs.get(key)
+        try:
+            limit = int(str(raw))
+        except ValueError:
+            continue
+        if raw is not None and sign * (share.size - limit) < 0:
+            raise InvalidInputError(
+                f"Share {share.id} is {share.size} GiB; share type {new_type.name} requires "
+                f"{key.split(':')[1]} {limit} GiB. Pick another type or resize the share."
+            )
+    if new_type.spec_bool("driver_handles_share_servers") and network is None:
+        raise InvalidInputError(
+            f"Share type {new_type.name} has driver_handles_share_servers=True, which needs a "
+            "share network; pass new_share_network_id."
+        )
+
+
+def _check_request_and_share(session: Session, share: Share, req: StartRequest) -> ShareType | None:
+    """Steps 5-14 (4 and 9-10 cannot fail: no recycle bin, replicas or groups here).
+
+    Returns the requested new share type, if any.
+    """
+    if req.new_share_network_id and session.get(ShareNetwork, req.new_share_network_id) is None:
+        raise InvalidInputError(
+            f"Share network {req.new_share_network_id} not found; "
+            "list networks with `manila share-network-list`."
+        )
+    new_type: ShareType | None = None
+    if req.new_share_type_id:
+        try:
+            new_type = get_share_type(session, req.new_share_type_id)
+        except NotFoundError:
+            raise InvalidInputError(
+                f"Share type {req.new_share_type_id} not found; list types with `manila type-list`."
+            ) from None
+    if req.force_host_assisted_migration and (
+        req.preserve_metadata or req.writable or req.nondisruptive or req.preserve_snapshots
+    ):
+        raise InvalidInputError(
+            "Invalid input received: Invalid parameter combination: "
+            "force_host_assisted_migration=True copies data through the host, which keeps "
+            "neither metadata guarantees, snapshots, writability nor nondisruptiveness; set "
+            "preserve_metadata, preserve_snapshots, writable and nondisruptive to False, "
+            "or drop force_host_assisted_migration."
+        )
+    if share.status != "available":
+        raise InvalidStateError(
+            f"Share {share.id} status must be available, but current status is: {share.status}."
+        )
+    if session.scalar(
+        select(AccessRule.id).where(AccessRule.share_id == share.id, AccessRule.state == "error")
+    ):
+        raise InvalidStateError(
+            f"Share {share.id} has access rules in error state; fix or deny them before migrating."
+        )
+    if share.task_state in BUSY_TASK_STATES:
+        raise InvalidStateError(
+            f"Share is busy with an active task: {share.task_state}. Wait for it to finish, "
+            "cancel the migration, or repair the share with reset_task_state."
+        )
+    if req.force_host_assisted_migration and list_snapshots(session, share.id):
+        raise ConflictError(
+            f"Share {share.id} has snapshots; a forced host-assisted migration cannot carry "
+            "them. Delete the snapshots or migrate without force_host_assisted_migration."
+        )
+    return new_type
+
+
+def _effective_type_and_network(
+    session: Session, share: Share, req: StartRequest, new_type: ShareType | None
+) -> tuple[ShareType, str | None]:
+    """Steps 17-21 (no quotas or QoS types here: 19-20 cannot fail); contract §5.3."""
+    effective_type = new_type or get_share_type(session, share.share_type_id)
+    effective_network = req.new_share_network_id or share.share_network_id
+    if new_type is not None:
+        _check_new_type(share, new_type, effective_network)
+    if not effective_type.spec_bool("driver_handles_share_servers"):
+        if req.new_share_network_id:
+            raise InvalidInputError(
+                "New share network must not be provided when the share type "
+                f"{effective_type.name} has driver_handles_share_servers=False; "
+                "drop new_share_network_id."
+            )
+        effective_network = None
+    return effective_type, effective_network
+
+
+def admit_start(
+    session: Session, share_id: str, req: StartRequest, *, project_id: str | None
+) -> Migration | None:
+    """Contract §5.2 steps 3-23. None means "nothing to do" (share already there: 200).
+
+    Otherwise the new active `Migration` row; the share moved to `migrating` /
+    `migration_starting` in the same transaction.
+    """
+    share = get_share(session, share_id, project_id)
+    new_type = _check_request_and_share(session, share, req)
+    pool = _destination_pool(session, req.host, share.id)
+    effective_type, effective_network = _effective_type_and_network(session, share, req, new_type)
+    if (
+        req.host == share.host
+        and effective_network == share.share_network_id
+        and effective_type.id == share.share_type_id
+    ):
+        share.task_state = "migration_success"
+        session.flush()
+        return None
+    _check_destination_fits(session, share, pool, effective_type)
+    return _begin(session, share, req, effective_type, effective_network)
+
+
+def _check_destination_fits(
+    session: Session, share: Share, pool: Pool, share_type: ShareType
+) -> None:
+    """Step 23 and the scheduler's filters, decided now instead of failing after the 202."""
+    zones = share_type.extra_specs.get("availability_zones")
+    if zones and pool.availability_zone not in {z.strip() for z in str(zones).split(",")}:
+        raise InvalidInputError(
+            f"Share type {share_type.name} is limited to availability zones {zones}; "
+            f"pool {pool.name} is in {pool.availability_zone}."
+        )
+    free = free_gb(session, pool) + (share.size if pool.name == share.host else 0)
+    verdict = fit(pool, share_type, share.size, free, None)
+    if verdict.reason:
+        raise InvalidInputError(
+            f"Pool {pool.name} cannot take share {share.id} ({share.size} GiB, type "
+            f"{share_type.name}): {verdict.reason}. Choose another pool from `manila pool-list`."
+        )
+
+
+def _begin(
+    session: Session,
+    share: Share,
+    req: StartRequest,
+    share_type: ShareType,
+    network: str | None,
+) -> Migration:
+    source = active_instance(session, share)
+    moved = session.execute(
+        update(Share)
+        .where(
+            Share.id == share.id,
+            Share.status == "available",
+            Share.task_state.is_(None) | Share.task_state.not_in(BUSY_TASK_STATES),
+        )
+        .values(status="migrating", task_state="migration_starting", updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        raise InvalidStateError(
+            f"Share {share.id} status must be available, but another request started "
+            "migrating it at the same moment; check its task_state."
+        )
+    # An operator may have reset a stuck share; its old migration row is history now.
+    session.execute(
+        update(Migration)
+        .where(Migration.share_id == share.id, Migration.active.is_(True))
+        .values(active=False, outcome="superseded", finished_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    migration = Migration(
+        share_id=share.id,
+        source_instance_id=source.id,
+        dest_host=req.host,
+        preserve_metadata=req.preserve_metadata,
+        preserve_snapshots=req.preserve_snapshots,
+        writable=req.writable,
+        nondisruptive=req.nondisruptive,
+        force_host_assisted=req.force_host_assisted_migration,
+        new_share_type_id=share_type.id if share_type.id != share.share_type_id else None,
+        new_share_network_id=network if network != share.share_network_id else None,
+        active=True,
+    )
+    session.add(migration)
+    session.flush()
+    session.refresh(share)
+    return migration
+
+
+def _request_action(
+    session: Session,
+    share_id: str,
+    project_id: str | None,
+    action: str,
+    allowed: frozenset[str],
+    refused: str,
+    new_task_state: str | None,
+) -> Migration:
+    """Move `requested_action` NULL -> `action` (and optionally task_state) atomically."""
+    share = get_share(session, share_id, project_id)
+    if share.task_state not in allowed:
+        raise InvalidStateError(_state_message(share.id, share.task_state, refused))
+    migration = active_migration(session, share.id)
+    if migration is None:
+        raise InvalidStateError(
+            f"Share {share.id} reports task_state {share.task_state} but sharemig has no "
+            "active migration for it; repair it with reset_task_state and reset_status."
+        )
+    taken = session.execute(
+        update(Migration)
+        .where(Migration.id == migration.id, Migration.requested_action.is_(None))
+        .values(requested_action=action, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(migration)
+        raise InvalidStateError(
+            f"Migration of share {share.id} already has a '{migration.requested_action}' "
+            "request being carried out; watch task_state for the result."
+        )
+    if new_task_state is not None:
+        moved = session.execute(
+            update(Share)
+            .where(Share.id == share.id, Share.task_state.in_(allowed))
+            .values(task_state=new_task_state, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            raise InvalidStateError(_state_message(share.id, None, refused))
+    session.flush()
+    session.refresh(migration)
+    session.refresh(share)
+    return migration
+
+
+def admit_complete(session: Session, share_id: str, *, project_id: str | None) -> Migration:
+    """Accept `migration_complete`: phase 1 must be done and nothing else requested."""
+    return _request_action(
+        session,
+        share_id,
+        project_id,
+        "complete",
+        PHASE1_DONE_STATES,
+        f"First migration phase of share {share_id} not completed yet; wait for task_state "
+        "data_copying_completed or migration_driver_phase1_done (see migration_get_progress).",
+        "migration_completing",
+    )
+
+
+def admit_cancel(session: Session, share_id: str, *, project_id: str | None) -> Migration:
+    """Accept `migration_cancel` in any phase-1 state; the flow stops and cleans up."""
+    return _request_action(
+        session,
+        share_id,
+        project_id,
+        "cancel",
+        CANCELLABLE_STATES,
+        f"Migration of share {share_id} cannot be cancelled at this moment: the switchover "
+        "is running; wait for it to finish.",
+        None,
+    )
+
+
+def _copy_percent(migration: Migration) -> int:
+    """Verified work over planned work, files weighted in; 100 only when all is verified."""
+    planned = migration.bytes_planned + migration.files_planned * FILE_WEIGHT_BYTES
+    if planned <= 0:
+        return 0
+    done = migration.bytes_verified + migration.files_verified * FILE_WEIGHT_BYTES
+    return max(0, min(100, done * 100 // planned))
+
+
+def read_progress(session: Session, share_id: str, *, project_id: str | None) -> ProgressView:
+    """`total_progress` never goes down: the reported value is kept as a high-water mark."""
+    share = get_share(session, share_id, project_id)
+    state = share.task_state
+    if state is None:
+        raise InvalidStateError(_state_message(share.id, None, ""))
+    migration = active_migration(session, share.id)
+    if migration is None:
+        # A no-op start or an admin reset leaves a task_state without a migration row.
+        return ProgressView(100 if state not in STARTING_STATES else 0, state, {})
+    details: dict[str, object] = {}
+    if state in STARTING_STATES:
+        computed = 0
+    elif state in COPYING_STATES:
+        computed = _copy_percent(migration)
+        details = {
+            "current_file_path": migration.current_path,
+            "files_total": migration.files_planned,
+            "files_verified": migration.files_verified,
+            "bytes_total": migration.bytes_planned,
+            "bytes_verified": migration.bytes_verified,
+        }
+    elif state in ("migration_error", "migration_cancelled", "data_copying_error"):
+        # The reference reports 100 here, which reads as success (contract §14.3); report how
+        # far it got instead, and why it stopped.
+        computed = 0
+        if migration.error:
+            details = {"error": migration.error}
+    else:
+        computed = 100
+    total = max(computed, migration.progress)
+    if total > migration.progress:
+        session.execute(
+            update(Migration)
+            .where(Migration.id == migration.id, Migration.progress < total)
+            .values(progress=total)
+            .execution_options(synchronize_session=False)
+        )
+    return ProgressView(total, share.task_state, details)
+
+
+def reset_task_state(session: Session, share_id: str, value: str | None) -> None:
+    """Admin repair: set the share's task_state to `value` (contract §9.1 list, or None)."""
+    if value is not None and value not in RESETTABLE_TASK_STATES:
+        allowed = ", ".join(sorted(RESETTABLE_TASK_STATES))
+        raise InvalidInputError(f"Invalid task_state {value!r}; use null or one of: {allowed}.")
+    share = get_share(session, share_id)
+    share.task_state = value
+    session.flush()
