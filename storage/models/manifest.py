@@ -33,7 +33,13 @@ class CopyJob(Base):
     files_verified: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_verified: Mapped[int] = mapped_column(BigInteger, default=0)
     files_skipped: Mapped[int] = mapped_column(BigInteger, default=0)
+    files_failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    entries_planned: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Every entry (files, directories, links, special files), for progress of trees of empties."""
+    entries_done: Mapped[int] = mapped_column(BigInteger, default=0)
     batches: Mapped[int] = mapped_column(default=0)
+    current_path: Mapped[str | None] = mapped_column(Text, default=None)
+    """Last path recorded by a batch (display only; non-UTF-8 bytes backslash-escaped)."""
     error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -57,7 +63,13 @@ class ManifestEntry(Base):
     kind: Mapped[str] = mapped_column(String(8))
     size: Mapped[int] = mapped_column(BigInteger, default=0)
     mtime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    ctime_ns: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Change time: catches chmod/chown/xattr-only changes on the incremental re-plan."""
     mode: Mapped[int] = mapped_column(default=0)
+    """Full `st_mode` (type bits included)."""
+    blocks: Mapped[int] = mapped_column(BigInteger, default=0)
+    """512-byte blocks allocated; fewer than the size needs means a sparse file."""
+    rdev: Mapped[int] = mapped_column(BigInteger, default=0)
     uid: Mapped[int | None] = mapped_column(default=None)
     gid: Mapped[int | None] = mapped_column(default=None)
     link_target: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 16:24:20.177849
+Create Date: 2026-11-25 16:31:33.603854
 """
 
 from collections.abc import Sequence
@@ -30,7 +30,11 @@ def upgrade() -> None:
     sa.Column('files_verified', sa.BigInteger(), nullable=False),
     sa.Column('bytes_verified', sa.BigInteger(), nullable=False),
     sa.Column('files_skipped', sa.BigInteger(), nullable=False),
+    sa.Column('files_failed', sa.BigInteger(), nullable=False),
+    sa.Column('entries_planned', sa.BigInteger(), nullable=False),
+    sa.Column('entries_done', sa.BigInteger(), nullable=False),
     sa.Column('batches', sa.Integer(), nullable=False),
+    sa.Column('current_path', sa.Text(), nullable=True),
     sa.Column('error', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
@@ -80,7 +84,10 @@ def upgrade() -> None:
     sa.Column('kind', sa.String(length=8), nullable=False),
     sa.Column('size', sa.BigInteger(), nullable=False),
     sa.Column('mtime_ns', sa.BigInteger(), nullable=False),
+    sa.Column('ctime_ns', sa.BigInteger(), nullable=False),
     sa.Column('mode', sa.Integer(), nullable=False),
+    sa.Column('blocks', sa.BigInteger(), nullable=False),
+    sa.Column('rdev', sa.BigInteger(), nullable=False),
     sa.Column('uid', sa.Integer(), nullable=True),
     sa.Column('gid', sa.Integer(), nullable=True),
     sa.Column('link_target', sa.LargeBinary(), nullable=True),

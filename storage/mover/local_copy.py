@@ -1,0 +1,334 @@
+"""The local→local fast path: os calls on raw bytes paths, one reused buffer, hash on the way.
+
+Each regular file is read once into a reused buffer, hashed (xxh3_128) and written; its
+metadata is set on the open descriptor (owner → xattrs → mode → times, the order that keeps
+setuid/setgid bits and ACL masks right). The descriptor stays open until the verify pass
+re-reads it (after `syncfs` + `POSIX_FADV_DONTNEED`, so a disk-backed destination is read
+from the device, not from the page cache).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import shutil
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import xxhash
+
+from storage.errors import CancelledError
+from storage.mover.throttle import Throttle
+
+BUF_SIZE = 1 << 20
+STOP_CHECK_BYTES = 32 << 20
+"""A large file checks `should_stop` (and the throttle) at least this often."""
+
+_O_NOATIME = getattr(os, "O_NOATIME", 0)
+_AS_ROOT = os.geteuid() == 0
+_ZEROS = memoryview(bytes(BUF_SIZE))
+R = TypeVar("R")
+
+
+class SourceChanged(Exception):
+    """The source file is not the one the plan saw (size/mtime differ, or it vanished)."""
+
+
+@dataclass(slots=True)
+class FileRow:
+    id: int
+    path: bytes
+    kind: str
+    size: int
+    mtime_ns: int
+    mode: int
+    uid: int | None
+    gid: int | None
+    blocks: int
+    rdev: int
+    link_target: bytes | None
+    attempts: int
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def syncfs(fd: int) -> None:
+    """Write back the filesystem holding `fd` (only that one, unlike `os.sync`)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def remove_any(path: bytes) -> None:
+    """Remove whatever is at `path` (file, link, special or directory tree)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def _open_source(path: bytes) -> int:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC | _O_NOATIME)
+    except PermissionError:
+        # O_NOATIME is only allowed on files we own (or as root).
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+def _retry_create(path: bytes, create: Callable[[], R]) -> R:
+    """Run `create`; on a missing parent make it, on something in the way remove it, retry."""
+    for _ in range(3):
+        try:
+            return create()
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+        except FileExistsError:
+            remove_any(path)
+        except PermissionError:
+            # A directory finished by an earlier run may be read-only; finish_copy resets it.
+            parent = os.path.dirname(path)
+            os.chmod(parent, stat.S_IMODE(os.lstat(parent).st_mode) | 0o700)
+    return create()
+
+
+def copy_xattrs(src: int | bytes, dst: int | bytes, lost: dict[str, int]) -> None:
+    follow = isinstance(src, int)
+    try:
+        names = os.listxattr(src, follow_symlinks=follow)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EPERM):
+            return
+        raise
+    for name in names:
+        try:
+            value = os.getxattr(src, name, follow_symlinks=follow)
+            os.setxattr(dst, name, value, follow_symlinks=follow)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EACCES, errno.ENODATA):
+                raise
+            lost["xattr"] = lost.get("xattr", 0) + 1
+
+
+def set_owner(
+    dst: int | bytes, uid: int | None, gid: int | None, lost: dict[str, int], follow: bool
+) -> None:
+    if uid is None or gid is None:
+        return
+    if _AS_ROOT:
+        os.chown(dst, uid, gid, follow_symlinks=follow)
+    elif uid != os.geteuid():
+        lost["owner"] = lost.get("owner", 0) + 1
+
+
+class LocalCopier:
+    """Copies entries of one batch between two local roots; one instance per thread."""
+
+    def __init__(
+        self,
+        src_root: bytes,
+        dst_root: bytes,
+        *,
+        throttle: Throttle | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        verify_from_device: bool = True,
+    ) -> None:
+        self.src_root = src_root
+        self.dst_root = dst_root
+        self.buf = bytearray(BUF_SIZE)
+        self.mv = memoryview(self.buf)
+        self.throttle = throttle
+        self.should_stop = should_stop
+        self.verify_from_device = verify_from_device
+        self.lost: dict[str, int] = {}
+
+    def src(self, rel: bytes) -> bytes:
+        return os.path.join(self.src_root, rel) if rel else self.src_root
+
+    def dst(self, rel: bytes) -> bytes:
+        return os.path.join(self.dst_root, rel) if rel else self.dst_root
+
+    # -- regular files -------------------------------------------------------------
+    def copy_file(self, row: FileRow) -> tuple[int, str]:
+        """Copy one file with its metadata; returns the open destination fd and the hash."""
+        try:
+            sfd = _open_source(self.src(row.path))
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise SourceChanged("vanished") from exc
+        try:
+            st = os.fstat(sfd)
+            if st.st_size != row.size or st.st_mtime_ns != row.mtime_ns:
+                raise SourceChanged("changed since the plan")
+            dpath = self.dst(row.path)
+            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            dfd = _retry_create(dpath, lambda: os.open(dpath, flags, 0o600))
+            try:
+                if row.size and row.blocks * 512 < row.size:
+                    digest = self._copy_sparse(sfd, dfd, row.size)
+                else:
+                    digest = self._copy_dense(sfd, dfd, row.size)
+                set_owner(dfd, row.uid, row.gid, self.lost, True)
+                copy_xattrs(sfd, dfd, self.lost)
+                os.fchmod(dfd, stat.S_IMODE(row.mode))
+                os.utime(dfd, ns=(st.st_atime_ns, row.mtime_ns))
+                after = os.fstat(sfd)
+                if after.st_size != st.st_size or after.st_mtime_ns != st.st_mtime_ns:
+                    raise SourceChanged("changed while being copied")
+            except BaseException:
+                os.close(dfd)
+                raise
+        finally:
+            os.close(sfd)
+        return dfd, digest
+
+    def _write_all(self, dfd: int, view: memoryview) -> None:
+        while view:
+            view = view[os.write(dfd, view) :]
+
+    def _checkpoint(self, nbytes: int) -> None:
+        if self.should_stop is not None and self.should_stop():
+            raise CancelledError("copy stopped on request")
+        if self.throttle is not None:
+            self.throttle.consume(nbytes)
+
+    def _copy_dense(self, sfd: int, dfd: int, size: int) -> str:
+        mv, buf = self.mv, [self.mv]
+        if size <= BUF_SIZE:
+            # The common case: one read, one one-shot hash, one write.
+            n = os.readv(sfd, buf)
+            if n != size:
+                raise SourceChanged("size changed while being copied")
+            if n:
+                self._write_all(dfd, mv[:n])
+            if self.throttle is not None:
+                self.throttle.consume(n)
+            return xxhash.xxh3_128_hexdigest(mv[:n])
+        h = xxhash.xxh3_128()
+        total = since_check = 0
+        if size >= 8 * BUF_SIZE:
+            os.posix_fadvise(sfd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        while total < size:
+            n = os.readv(sfd, buf)
+            if n == 0:
+                raise SourceChanged("size changed while being copied")
+            chunk = mv[:n]
+            h.update(chunk)
+            self._write_all(dfd, chunk)
+            total += n
+            since_check += n
+            if since_check >= STOP_CHECK_BYTES:
+                self._checkpoint(since_check)
+                since_check = 0
+        if since_check:
+            self._checkpoint(since_check)
+        return h.hexdigest()
+
+    def _copy_sparse(self, sfd: int, dfd: int, size: int) -> str:
+        """Copy only the data segments; holes are hashed as zeros and left as holes."""
+        h = xxhash.xxh3_128()
+        off = 0
+        while off < size:
+            try:
+                data = os.lseek(sfd, off, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:
+                    raise
+                data = size
+            data = min(data, size)
+            while off < data:
+                step = min(BUF_SIZE, data - off)
+                h.update(_ZEROS[:step])
+                off += step
+            if off >= size:
+                break
+            hole = min(os.lseek(sfd, off, os.SEEK_HOLE), size)
+            while off < hole:
+                n = os.preadv(sfd, [self.mv[: min(BUF_SIZE, hole - off)]], off)
+                if n == 0:
+                    raise SourceChanged("size changed while being copied")
+                h.update(self.mv[:n])
+                written = 0
+                while written < n:
+                    written += os.pwrite(dfd, self.mv[written:n], off + written)
+                off += n
+                self._checkpoint(n)
+        os.ftruncate(dfd, size)
+        return h.hexdigest()
+
+    def hash_back(self, dfd: int, size: int) -> str:
+        """Re-read an open destination and hash it (the verify pass)."""
+        if self.verify_from_device:
+            os.posix_fadvise(dfd, 0, 0, os.POSIX_FADV_DONTNEED)
+        mv = self.mv
+        if size <= BUF_SIZE:
+            n = os.preadv(dfd, [mv], 0)
+            return xxhash.xxh3_128_hexdigest(mv[:n])
+        h = xxhash.xxh3_128()
+        off = 0
+        while True:
+            n = os.preadv(dfd, [mv], off)
+            if n == 0:
+                break
+            h.update(mv[:n])
+            off += n
+            if off % STOP_CHECK_BYTES < BUF_SIZE and self.should_stop and self.should_stop():
+                raise CancelledError("copy stopped on request")
+        return h.hexdigest()
+
+    # -- everything that is not a regular file ----------------------------------------
+    def make_dir(self, row: FileRow) -> None:
+        path = self.dst(row.path)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            if stat.S_ISDIR(os.lstat(path).st_mode):
+                return
+            os.unlink(path)
+            os.mkdir(path, 0o700)
+        except FileNotFoundError:
+            os.makedirs(path, 0o700, exist_ok=True)
+
+    def make_symlink(self, row: FileRow) -> None:
+        path = self.dst(row.path)
+        target = row.link_target or b""
+        _retry_create(path, lambda: os.symlink(target, path))
+        set_owner(path, row.uid, row.gid, self.lost, False)
+        os.utime(path, ns=(row.mtime_ns, row.mtime_ns), follow_symlinks=False)
+
+    def make_special(self, row: FileRow) -> str | None:
+        """Recreate a FIFO, socket or device node; returns why it was skipped, if it was."""
+        path = self.dst(row.path)
+        fmt = stat.S_IFMT(row.mode)
+        try:
+            if fmt == stat.S_IFIFO:
+                _retry_create(path, lambda: os.mkfifo(path, 0o600))
+            else:
+                _retry_create(path, lambda: os.mknod(path, fmt | 0o600, row.rdev))
+        except OSError as exc:
+            return f"cannot recreate {_kind_name(fmt)}: {exc.strerror}"
+        set_owner(path, row.uid, row.gid, self.lost, False)
+        with contextlib.suppress(OSError):
+            copy_xattrs(self.src(row.path), path, self.lost)
+        os.chmod(path, stat.S_IMODE(row.mode), follow_symlinks=True)
+        os.utime(path, ns=(row.mtime_ns, row.mtime_ns), follow_symlinks=False)
+        return None
+
+
+def _kind_name(fmt: int) -> str:
+    return {
+        stat.S_IFIFO: "FIFO",
+        stat.S_IFSOCK: "socket",
+        stat.S_IFCHR: "character device",
+        stat.S_IFBLK: "block device",
+    }.get(fmt, "special file")

@@ -1,0 +1,28 @@
+"""An optional bandwidth limit: a token bucket that sleeps the copying thread when ahead."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+
+class Throttle:
+    """At most `rate` bytes per second on average, with up to one second of burst."""
+
+    def __init__(self, rate: int) -> None:
+        if rate <= 0:
+            raise ValueError("bandwidth limit must be positive")
+        self.rate = rate
+        self._allowance = float(rate)
+        self._last = time.monotonic()
+        self._lock = threading.Lock()
+
+    def consume(self, nbytes: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._allowance = min(self.rate, self._allowance + (now - self._last) * self.rate)
+            self._last = now
+            self._allowance -= nbytes
+            wait = -self._allowance / self.rate if self._allowance < 0 else 0.0
+        if wait > 0:
+            time.sleep(wait)
