@@ -408,7 +408,13 @@ def read_progress(session: Session, share_id: str, *, project_id: str | None) ->
     state = share.task_state
     if state is None:
         raise InvalidStateError(_state_message(share.id, None, ""))
-    migration = active_migration(session, share.id)
+    # The newest migration, active or not: a finished one still explains its end state.
+    migration = session.scalar(
+        select(Migration)
+        .where(Migration.share_id == share.id)
+        .order_by(Migration.created_at.desc())
+        .limit(1)
+    )
     if migration is None:
         # A no-op start or an admin reset leaves a task_state without a migration row.
         return ProgressView(100 if state not in STARTING_STATES else 0, state, {})

@@ -25,6 +25,10 @@ BUSY_TASK_STATES = frozenset(
         "data_copying_completed",
     }
 )
+# Statuses an admin may force with `reset_status` (Manila's share statuses).
+RESETTABLE_STATUSES = frozenset(
+    {"available", "error", "creating", "deleting", "error_deleting", "migrating", "migrating_to"}
+)
 ACCESS_LEVELS = ("rw", "ro")
 ACCESS_TYPES = ("ip", "user", "cert", "cephx")
 
@@ -164,6 +168,15 @@ def create_share(
     share.status = "available"
     session.flush()
     return share
+
+
+def reset_status(session: Session, share_id: str, status: str) -> None:
+    """Admin repair: force the share's visible status (its instances are left as they are)."""
+    if status not in RESETTABLE_STATUSES:
+        allowed = ", ".join(sorted(RESETTABLE_STATUSES))
+        raise InvalidInputError(f"Invalid status {status!r}; use one of: {allowed}.")
+    get_share(session, share_id).status = status
+    session.flush()
 
 
 def delete_share(session: Session, share_id: str, project_id: str | None = None) -> None:

@@ -1,0 +1,38 @@
+"""The API shim's app factory: Manila's share API subset over sharemig's storage and flows."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from api_shim import faults
+from api_shim.pipeline import ManilaPipeline
+from api_shim.routes import access, catalog, root, shares, snapshots
+from storage.tokens import lookup_token
+
+
+@asynccontextmanager
+async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+    from storage.bootstrap import prepare_database
+
+    await run_in_threadpool(prepare_database)
+    yield
+
+
+def create_app() -> FastAPI:
+    """A new app; the database is prepared when the server starts it, not here."""
+    app = FastAPI(
+        title="sharemig API (Manila share API subset)",
+        lifespan=_lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    faults.install(app)
+    for module in (root, shares, snapshots, catalog, access):
+        app.include_router(module.router)
+    app.add_middleware(ManilaPipeline, lookup=lookup_token)
+    return app
