@@ -33,6 +33,15 @@ os.environ.setdefault("PREFECT_RUNNER_POLL_FREQUENCY", "1")
 os.environ.setdefault("PREFECT_WORKER_QUERY_SECONDS", "1")
 os.environ.setdefault("PREFECT_UI_ENABLED", "true")
 
+# Real Prefect server / deployments / worker fixtures (imported after the environment is set).
+from prefect_service import (  # noqa: E402, F401
+    deployed,
+    prefect_server,
+    service_env,
+    service_home,
+    worker,
+)
+
 
 @pytest.fixture(scope="session")
 def session_dir() -> Path:

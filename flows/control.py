@@ -1,0 +1,208 @@
+"""Start / approve / reject / cancel / progress: the one place both front doors call.
+
+The synchronous contract checks and compare-and-set moves live in
+`storage.migration_admission`; this module adds what needs Prefect: creating the flow run and
+delivering a decision to a run that waits for it. Storage errors propagate unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+from uuid import UUID
+
+from storage import migration_lifecycle as lifecycle
+from storage.db import session_scope
+from storage.errors import TransientError
+from storage.migration_admission import (
+    PHASE1_DONE_STATES,
+    ProgressView,
+    StartRequest,
+    admit_cancel,
+    admit_complete,
+    admit_start,
+    read_progress,
+)
+
+log = logging.getLogger(__name__)
+
+DEPLOYMENT = "migrate-share/migrate-share"
+# How long a decision waits for a run that is about to suspend (it checks the DB first, so
+# this only bridges the instant between that check and the suspension).
+DELIVERY_WAIT_S = 15.0
+
+__all__ = [
+    "StartOutcome",
+    "StartRequest",
+    "cancel_migration",
+    "complete_migration",
+    "migration_progress",
+    "reject_migration",
+    "start_migration",
+]
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    migration_id: str | None
+    flow_run_id: str | None
+    noop: bool
+
+
+def _api_url() -> str:
+    from prefect.settings import PREFECT_API_URL
+
+    return str(PREFECT_API_URL.value() or "")
+
+
+def _create_run(migration_id: str, attempt: str) -> str:
+    """Create a run of the migrate-share deployment without waiting for it to start."""
+    import httpx
+    from prefect.deployments import run_deployment
+
+    url = _api_url()
+    try:
+        httpx.get(f"{url.rstrip('/')}/health", timeout=3.0).raise_for_status()
+        # `_sync=True`: the sync implementation even when a caller has an event loop running.
+        run = cast(Any, run_deployment)(
+            DEPLOYMENT,
+            parameters={"migration_id": migration_id},
+            timeout=0,
+            as_subflow=False,
+            idempotency_key=f"{migration_id}:{attempt}",
+            _sync=True,
+        )
+    except Exception as exc:
+        raise TransientError(
+            f"the Prefect API at {url or '(PREFECT_API_URL unset)'} could not create the "
+            f"migration run ({type(exc).__name__}: {exc}); check that `sharemig up` (or "
+            "`prefect server start`) is running and the migrate-share deployment is applied, "
+            "then start the migration again"
+        ) from exc
+    return str(run.id)
+
+
+def start_migration(
+    share_id: str, req: StartRequest, *, project_id: str | None = None
+) -> StartOutcome:
+    """Admit the start (contract §5.2), then create the flow run and return at once."""
+    with session_scope() as session:
+        migration = admit_start(session, share_id, req, project_id=project_id)
+        migration_id = migration.id if migration is not None else None
+    if migration_id is None:
+        return StartOutcome(None, None, noop=True)
+    try:
+        run_id = _create_run(migration_id, "start")
+    except TransientError as exc:
+        lifecycle.abort(migration_id, "migration_error", str(exc))
+        raise
+    lifecycle.record_flow_run(migration_id, run_id)
+    return StartOutcome(migration_id, run_id, noop=False)
+
+
+def _read_run(run_id: str) -> Any:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(run_id))
+
+
+def _deliver(migration_id: str, approve: bool, reason: str) -> None:
+    """Get the decision (already in the DB) to the run, whatever state it is in."""
+    from prefect.flow_runs import resume_flow_run
+
+    run_id = lifecycle.status(migration_id).flow_run_id
+    if run_id is None:
+        if not approve:
+            lifecycle.abort(migration_id, "migration_cancelled", reason)
+        return
+    deadline = time.monotonic() + DELIVERY_WAIT_S
+    while True:
+        run = _read_run(run_id)
+        state = run.state
+        if state is not None and state.is_paused():
+            try:
+                resume_flow_run(UUID(run_id), run_input={"approve": approve, "reason": reason})
+                return
+            except Exception as exc:  # the run moved on between read and resume
+                log.info("resume of run %s refused (%s); re-reading", run_id, exc)
+        elif state is None or state.is_final() or (state.is_scheduled() and not approve):
+            _finish_without_run(migration_id, run_id, approve, reason, state)
+            return
+        elif _resumed_before(run):
+            return  # resumed before: the running flow reads the decision from the DB
+        if time.monotonic() > deadline:
+            return  # still running before its wait: it finds the decision in the DB
+        time.sleep(0.3)
+
+
+def _resumed_before(run: Any) -> bool:
+    """The run suspended for approval once and was resumed: it is past its wait."""
+    from flows.migrate_share import APPROVAL_KEY
+
+    return APPROVAL_KEY in (getattr(run.empirical_policy, "pause_keys", None) or set())
+
+
+def _finish_without_run(
+    migration_id: str, run_id: str, approve: bool, reason: str, state: Any
+) -> None:
+    """No live run: a cancel cleans up here; an approval starts a run that re-enters."""
+    if not approve:
+        if state is not None and state.is_scheduled():
+            from prefect import get_client
+            from prefect.states import Cancelled
+
+            with get_client(sync_client=True) as client:
+                client.set_flow_run_state(UUID(run_id), Cancelled(message=reason), force=True)
+        lifecycle.abort(migration_id, "migration_cancelled", reason)
+        return
+    new_run = _create_run(migration_id, f"resume-{run_id}")
+    lifecycle.record_flow_run(migration_id, new_run)
+
+
+def complete_migration(
+    share_id: str, *, project_id: str | None = None, reason: str | None = None
+) -> None:
+    """Admit `migration_complete`, then resume the waiting run with `approve=True`."""
+    with session_scope() as session:
+        migration_id = admit_complete(session, share_id, project_id=project_id).id
+    why = reason or "approved through the API"
+    lifecycle.note_reason(migration_id, why)
+    _deliver(migration_id, True, why)
+
+
+def cancel_migration(
+    share_id: str, *, project_id: str | None = None, reason: str | None = None
+) -> None:
+    """Admit `migration_cancel`; a waiting run is resumed with `approve=False`, a copying one
+    stops at its next file boundary; either way cleanup ends in `migration_cancelled`."""
+    with session_scope() as session:
+        migration = admit_cancel(session, share_id, project_id=project_id)
+        migration_id, task_state = migration.id, _task_state(session, share_id)
+    why = reason or "cancelled through the API"
+    lifecycle.note_reason(migration_id, why)
+    if task_state in PHASE1_DONE_STATES:
+        _deliver(migration_id, False, why)
+        return
+    run_id = lifecycle.status(migration_id).flow_run_id
+    run = _read_run(run_id) if run_id else None
+    if run is None or run.state is None or run.state.is_final() or run.state.is_scheduled():
+        _finish_without_run(migration_id, str(run_id), False, why, run.state if run else None)
+
+
+def _task_state(session: Any, share_id: str) -> str | None:
+    from storage.shares import get_share
+
+    return get_share(session, share_id).task_state
+
+
+def reject_migration(share_id: str, reason: str, *, project_id: str | None = None) -> None:
+    """An operator's reject (CLI): the same end as a cancel, with the reason recorded."""
+    cancel_migration(share_id, project_id=project_id, reason=f"rejected: {reason}")
+
+
+def migration_progress(share_id: str, *, project_id: str | None = None) -> ProgressView:
+    with session_scope() as session:
+        return read_progress(session, share_id, project_id=project_id)

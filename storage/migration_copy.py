@@ -1,0 +1,168 @@
+"""The data-moving steps of a migration: the driver's phase 1 and the host-assisted copy.
+
+Like `storage.migration_lifecycle` (whose helpers they use), each step is idempotent and keyed
+by the database: task_state says which steps are done, the mover's manifest which files are.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from storage.db import session_scope
+from storage.errors import PermanentError
+from storage.migration_lifecycle import (
+    PHASE1_DONE,
+    MigrationStatus,
+    classified_os_errors,
+    load_migration,
+    migration_ref,
+    record_progress,
+    set_state,
+    set_task_state,
+    status,
+    stop_requested,
+)
+from storage.models import Migration, ShareInstance
+from storage.pools import driver_for
+from storage.shares import get_share
+
+# --- driver-assisted phase 1 -------------------------------------------------------------
+
+
+def driver_start(migration_id: str, *, db_url: str | None = None) -> None:
+    """`migration_driver_starting` -> driver start -> `migration_driver_in_progress`."""
+    with session_scope(db_url) as s:
+        mig = load_migration(s, migration_id)
+        if get_share(s, mig.share_id).task_state in ("migration_driver_in_progress", *PHASE1_DONE):
+            return
+        set_state(s, mig, "migration_driver_starting")
+        driver, ref = migration_ref(s, mig, db_url)
+    with classified_os_errors("starting the driver-assisted migration"):
+        driver.migration_start(ref)
+    set_task_state(migration_id, "migration_driver_in_progress", db_url=db_url)
+
+
+def driver_continue(migration_id: str, *, db_url: str | None = None) -> bool:
+    """Advance the driver's phase 1; True (and `migration_driver_phase1_done`) once done."""
+    with session_scope(db_url) as s:
+        mig = load_migration(s, migration_id)
+        if get_share(s, mig.share_id).task_state in PHASE1_DONE:
+            return True
+        driver, ref = migration_ref(s, mig, db_url)
+    with classified_os_errors("driver-assisted copy"):
+        done = driver.migration_continue(
+            ref, should_stop=stop_requested(migration_id, db_url=db_url)
+        )
+        report = driver.migration_get_progress(ref)
+    pct = report.get("total_progress", 100 if done else 0)
+    pct = max(0, min(100, pct if isinstance(pct, int) else 0))
+    # The driver reports a percentage; it is stored on the same counters the API reads.
+    record_progress(
+        migration_id,
+        files_planned=0,
+        bytes_planned=100,
+        files_verified=0,
+        bytes_verified=100 if done else pct,
+        db_url=db_url,
+    )
+    if done:
+        set_task_state(migration_id, "migration_driver_phase1_done", db_url=db_url)
+    return done
+
+
+def driver_complete(migration_id: str, *, db_url: str | None = None) -> None:
+    """The driver's final sync and switch of the data (idempotent on the driver's side)."""
+    with session_scope(db_url) as s:
+        driver, ref = migration_ref(s, load_migration(s, migration_id), db_url)
+    with classified_os_errors("driver-assisted switchover"):
+        driver.migration_complete(ref)
+
+
+# --- host-assisted phase 1 and final sync ------------------------------------------------
+
+
+def _copy_urls(session: Session, mig: Migration) -> tuple[str, str]:
+    source = session.get(ShareInstance, mig.source_instance_id)
+    dest = session.get(ShareInstance, mig.dest_instance_id) if mig.dest_instance_id else None
+    if source is None or dest is None:
+        raise PermanentError(f"migration {mig.id} lost its source or destination instance")
+    src = driver_for(session, source.pool_name).instance_url(source.location)
+    dst = driver_for(session, dest.pool_name).instance_url(dest.location)
+    return src, dst
+
+
+def sync_copy_progress(migration_id: str, *, db_url: str | None = None) -> MigrationStatus:
+    """Copy the mover's verified counters onto the migration row (what the API reports)."""
+    from storage.mover import job_progress
+
+    with session_scope(db_url) as s:
+        job_id = load_migration(s, migration_id).copy_job_id or migration_id
+    p = job_progress(job_id, db_url=db_url)
+    record_progress(
+        migration_id,
+        files_planned=p.files_planned,
+        bytes_planned=p.bytes_planned,
+        files_verified=p.files_verified,
+        bytes_verified=p.bytes_verified,
+        current_path=p.current_path,
+        db_url=db_url,
+    )
+    return status(migration_id, db_url=db_url)
+
+
+def host_plan(
+    migration_id: str, *, final_sync: bool = False, db_url: str | None = None
+) -> list[int]:
+    """Walk the source into the manifest (again, incrementally, for the final sync).
+
+    Phase 1 takes the source's access read-only (contract §9.5 step 3) and moves through
+    `data_copying_starting` -> `data_copying_in_progress`. Returns the batches left to copy.
+    """
+    from storage.mover import pending_batches, plan_copy
+
+    with session_scope(db_url) as s:
+        mig = load_migration(s, migration_id)
+        if not final_sync:
+            set_state(s, mig, "data_copying_starting")
+            source = s.get(ShareInstance, mig.source_instance_id)
+            if source is not None:
+                source.access_read_only = True
+        mig.copy_job_id = mig.copy_job_id or mig.id
+        job_id = mig.copy_job_id
+        src, dst = _copy_urls(s, mig)
+    with classified_os_errors("walking the source share"):
+        plan_copy(job_id, src, dst, db_url=db_url)
+    if not final_sync:
+        set_task_state(migration_id, "data_copying_in_progress", db_url=db_url)
+    sync_copy_progress(migration_id, db_url=db_url)
+    return list(pending_batches(job_id, db_url=db_url))
+
+
+def host_copy_batch(
+    migration_id: str, batch: int, *, stoppable: bool = True, db_url: str | None = None
+) -> MigrationStatus:
+    """Copy and verify one manifest batch; a recorded cancel stops it at a file boundary."""
+    from storage.mover import copy_batch
+
+    with session_scope(db_url) as s:
+        job_id = load_migration(s, migration_id).copy_job_id or migration_id
+    stop = stop_requested(migration_id, db_url=db_url) if stoppable else None
+    with classified_os_errors(f"copying batch {batch}"):
+        copy_batch(job_id, batch, db_url=db_url, should_stop=stop)
+    return sync_copy_progress(migration_id, db_url=db_url)
+
+
+def host_finish(migration_id: str, *, final_sync: bool = False, db_url: str | None = None) -> None:
+    """Directory metadata, hard links, removals; then `data_copying_completed`."""
+    from storage.mover import finish_copy
+
+    with session_scope(db_url) as s:
+        mig = load_migration(s, migration_id)
+        if not final_sync:
+            set_state(s, mig, "data_copying_completing")
+        job_id = mig.copy_job_id or migration_id
+    with classified_os_errors("finishing the copy"):
+        finish_copy(job_id, db_url=db_url)
+    sync_copy_progress(migration_id, db_url=db_url)
+    if not final_sync:
+        set_task_state(migration_id, "data_copying_completed", db_url=db_url)

@@ -1,0 +1,91 @@
+"""Thin Prefect tasks over `storage.migration_lifecycle` / `storage.migration_copy`.
+
+Each task passes ids and small values only; retries happen for transient errors alone; no
+result caching (the database, not Prefect, makes the steps idempotent).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from storage import migration_copy as copy_steps
+from storage import migration_lifecycle as lifecycle
+from storage.migration_lifecycle import MigrationStatus
+from tasks.retry_policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_transient
+
+_RETRYING: dict[str, Any] = {
+    "retries": RETRIES,
+    "retry_delay_seconds": RETRY_DELAYS,
+    "retry_jitter_factor": RETRY_JITTER,
+    "retry_condition_fn": retry_transient,
+    "cache_policy": NO_CACHE,
+    "persist_result": False,
+}
+
+
+@task(name="begin", **_RETRYING)
+def begin(migration_id: str, flow_run_id: str | None) -> MigrationStatus:
+    return lifecycle.begin(migration_id, flow_run_id)
+
+
+@task(name="reserve-destination", **_RETRYING)
+def reserve_destination(migration_id: str) -> str:
+    return lifecycle.reserve_destination(migration_id)
+
+
+@task(name="choose-mechanism", **_RETRYING)
+def choose_mechanism(migration_id: str) -> str:
+    return lifecycle.choose_path(migration_id)
+
+
+@task(name="driver-start", **_RETRYING)
+def driver_start(migration_id: str) -> None:
+    copy_steps.driver_start(migration_id)
+
+
+@task(name="driver-continue", **_RETRYING)
+def driver_continue(migration_id: str) -> bool:
+    return copy_steps.driver_continue(migration_id)
+
+
+@task(name="driver-complete", **_RETRYING)
+def driver_complete(migration_id: str) -> None:
+    copy_steps.driver_complete(migration_id)
+
+
+@task(name="plan-copy", **_RETRYING)
+def plan_copy(migration_id: str, final_sync: bool = False) -> list[int]:
+    return copy_steps.host_plan(migration_id, final_sync=final_sync)
+
+
+@task(name="copy-batch", task_run_name="copy-batch-{batch}", **_RETRYING)
+def copy_batch(migration_id: str, batch: int, stoppable: bool = True) -> MigrationStatus:
+    return copy_steps.host_copy_batch(migration_id, batch, stoppable=stoppable)
+
+
+@task(name="finish-copy", **_RETRYING)
+def finish_copy(migration_id: str, final_sync: bool = False) -> None:
+    copy_steps.host_finish(migration_id, final_sync=final_sync)
+
+
+@task(name="switch-to-destination", **_RETRYING)
+def switch_to_destination(migration_id: str) -> None:
+    lifecycle.switch_to_destination(migration_id)
+
+
+@task(name="delete-source", **_RETRYING)
+def delete_source(migration_id: str) -> None:
+    lifecycle.delete_source(migration_id)
+
+
+@task(name="finish-success", **_RETRYING)
+def finish_success(migration_id: str) -> None:
+    lifecycle.finish_success(migration_id)
+
+
+@task(name="abort", **_RETRYING)
+def abort(migration_id: str, outcome: str, reason: str) -> str:
+    return lifecycle.abort(migration_id, outcome, reason)
