@@ -1,0 +1,87 @@
+"""Fixtures for API shim tests: a real shim process with its own data dir, and DB helpers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from shim_server import ShimServer, free_port, run_shim, write_inventory
+
+
+@pytest.fixture(scope="session")
+def shim(session_dir: Path) -> Iterator[ShimServer]:
+    """A shim without a Prefect server behind it: everything up to creating a flow run."""
+    home = session_dir / "shim-home"
+    home.mkdir(parents=True, exist_ok=True)
+    write_inventory(home)
+    env = dict(os.environ)
+    # Nothing listens there, whatever other tests of this session start: a start that passes
+    # every check meets an unreachable Prefect.
+    env["PREFECT_API_URL"] = f"http://127.0.0.1:{free_port()}/api"
+    with run_shim(home, env) as server:
+        yield server
+
+
+@pytest.fixture
+def admin(shim: ShimServer) -> Iterator[httpx.Client]:
+    with shim.client("admin") as client:
+        yield client
+
+
+@pytest.fixture
+def make_share(admin: httpx.Client) -> Callable[..., str]:
+    """Create a share through the API (default: 1 GiB on the emptiest pool); returns its id."""
+
+    def make(size: int = 1, **extra: object) -> str:
+        resp = admin.post(
+            "/v2/demo/shares", json={"share": {"share_proto": "NFS", "size": size, **extra}}
+        )
+        assert resp.status_code == 200, resp.text
+        return str(resp.json()["share"]["id"])
+
+    return make
+
+
+@pytest.fixture
+def set_state(shim: ShimServer) -> Callable[..., str]:
+    """Put a share where a migration would have taken it; returns the migration id.
+
+    Only the rows a client can observe are written (share status/task_state, an active
+    migration row with its counters); no flow run exists, which is what a run looks like
+    before Prefect has picked it up.
+    """
+    from storage.db import session_scope
+    from storage.migration_admission import BUSY_TASK_STATES
+    from storage.models import Migration
+    from storage.shares import active_instance, get_share
+
+    def put(
+        share_id: str,
+        task_state: str | None,
+        *,
+        status: str | None = None,
+        requested_action: str | None = None,
+        **counters: object,
+    ) -> str:
+        busy = task_state in BUSY_TASK_STATES
+        with session_scope(shim.db_url) as session:
+            share = get_share(session, share_id)
+            mig = Migration(
+                share_id=share.id,
+                source_instance_id=active_instance(session, share).id,
+                dest_host="sharemig@localfs#pool-b",
+                active=busy,
+                outcome=None if busy else task_state,
+                requested_action=requested_action,
+                **counters,
+            )
+            session.add(mig)
+            share.task_state = task_state
+            share.status = status or ("migrating" if busy else "available")
+            session.flush()
+            return mig.id
+
+    return put
