@@ -1,0 +1,211 @@
+"""End to end through a real Prefect server and worker: phase 1, suspended wait, decision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from uuid import UUID
+
+import pytest
+from conftest import (
+    POOL_A,
+    POOL_B,
+    POOL_BROKEN,
+    gen_tree,
+    migration_of,
+    new_share,
+    processes_for_run,
+    run_state,
+    share_row,
+    start_request,
+    treecmp,
+    wait_task_state,
+)
+from prefect_service import wait_for
+
+pytestmark = pytest.mark.usefixtures("service_env")
+
+
+def _wait_suspended(run_id: str, timeout: float = 120) -> bool:
+    """Wait until the run is suspended; True if a process ran it at some point before."""
+    seen_process = False
+
+    def suspended() -> bool:
+        nonlocal seen_process
+        seen_process = seen_process or bool(processes_for_run(run_id))
+        state = run_state(run_id)
+        if state.is_final():
+            raise AssertionError(f"run ended instead of waiting: {state.name} {state.message}")
+        return state.is_paused()
+
+    wait_for(suspended, timeout=timeout, interval=0.1, what=f"run {run_id} to suspend")
+    return seen_process
+
+
+def test_host_assisted_small_tree_through_approval(small_reference: Path) -> None:
+    from prefect.flow_runs import resume_flow_run
+    from prefect.input.run_input import keyset_from_paused_state
+
+    from flows import control
+
+    share = new_share(POOL_A)
+    gen_tree(share.path)
+    started = control.start_migration(
+        share.share_id, start_request(POOL_B, force_host_assisted_migration=True)
+    )
+    assert started.flow_run_id and not started.noop
+
+    ran_in_process = _wait_suspended(started.flow_run_id)
+    row = share_row(share.share_id)
+    assert (row["status"], row["task_state"]) == ("migrating", "data_copying_completed")
+    assert run_state(started.flow_run_id).name == "Suspended"
+    assert control.migration_progress(share.share_id).total_progress == 100
+    mig = migration_of(share.share_id)
+    assert mig.files_verified == mig.files_planned > 2000
+    # The wait holds no process: the one that ran phase 1 exits once the run is suspended.
+    assert ran_in_process
+    wait_for(lambda: not processes_for_run(started.flow_run_id), timeout=30, what="exit")
+
+    resume_flow_run(UUID(started.flow_run_id), run_input={"approve": True, "reason": "ok"})
+    row = wait_task_state(share.share_id, "migration_success", timeout=120)
+    assert row["status"] == "available" and row["host"] == POOL_B
+    assert [(pool, status) for _, pool, status, _ in row["instances"]] == [(POOL_B, "available")]
+    assert not share.path.exists(), "the source instance's data must be deleted"
+    dest = (
+        Path(str(share.path).replace("pool-a", "pool-b").rsplit("/", 1)[0]) / row["instances"][0][3]
+    )
+    cmp = treecmp(small_reference, dest)
+    assert cmp.returncode == 0, cmp.stdout + cmp.stderr
+    mig = migration_of(share.share_id)
+    assert (mig.mechanism, mig.outcome, mig.approval_reason) == ("host", "migration_success", "ok")
+    keyset = keyset_from_paused_state(_first_suspended_state(started.flow_run_id))
+    assert keyset["response"]
+
+
+def _first_suspended_state(run_id: str) -> object:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        states = client.read_flow_run_states(UUID(run_id))
+    return next(s for s in states if s.name == "Suspended")
+
+
+def test_driver_assisted_approved_through_control() -> None:
+    from flows import control
+
+    share = new_share(POOL_A)
+    (share.path / "hello.txt").write_text("driver path\n")
+    started = control.start_migration(share.share_id, start_request(POOL_B))
+    wait_task_state(share.share_id, "migration_driver_phase1_done")
+    control.complete_migration(share.share_id, reason="ship it")
+    row = wait_task_state(share.share_id, "migration_success")
+    assert row["host"] == POOL_B and row["status"] == "available"
+    mig = migration_of(share.share_id)
+    assert mig.mechanism == "driver" and mig.flow_run_id == started.flow_run_id
+    dest_pool_root = share.path.parent.parent / "pool-b"
+    assert (dest_pool_root / row["instances"][0][3] / "hello.txt").read_text() == "driver path\n"
+    assert not share.path.exists()
+
+
+def test_reject_from_the_resume_form_keeps_the_source(tmp_path: Path) -> None:
+    from prefect.flow_runs import resume_flow_run
+
+    from flows import control
+
+    share = new_share(POOL_A)
+    (share.path / "data.bin").write_bytes(b"x" * 10000)
+    started = control.start_migration(
+        share.share_id, start_request(POOL_B, force_host_assisted_migration=True)
+    )
+    assert started.flow_run_id
+    _wait_suspended(started.flow_run_id)
+    dest_id = migration_of(share.share_id).dest_instance_id
+    assert dest_id is not None
+    resume_flow_run(UUID(started.flow_run_id), run_input={"approve": False, "reason": "not now"})
+    row = wait_task_state(share.share_id, "migration_cancelled")
+    assert row["status"] == "available" and row["host"] == POOL_A
+    assert [i[1] for i in row["instances"]] == [POOL_A]
+    assert (share.path / "data.bin").read_bytes() == b"x" * 10000
+    assert not (share.path.parent.parent / "pool-b" / f"share-{dest_id}").exists()
+    assert migration_of(share.share_id).approval_reason == "not now"
+    wait_for(lambda: run_state(started.flow_run_id).is_final(), timeout=60, what="run end")
+    assert run_state(started.flow_run_id).is_cancelled()
+
+
+def test_cancel_while_waiting_through_control() -> None:
+    from flows import control
+
+    share = new_share(POOL_A)
+    (share.path / "f").write_text("keep me")
+    started = control.start_migration(
+        share.share_id, start_request(POOL_B, force_host_assisted_migration=True)
+    )
+    assert started.flow_run_id
+    _wait_suspended(started.flow_run_id)
+    control.cancel_migration(share.share_id)
+    row = wait_task_state(share.share_id, "migration_cancelled", timeout=60)
+    assert row["host"] == POOL_A and [i[1] for i in row["instances"]] == [POOL_A]
+    assert (share.path / "f").read_text() == "keep me"
+
+
+def test_cancel_while_copying_stops_the_copy(tmp_path: Path) -> None:
+    from flows import control
+
+    share = new_share(POOL_A)
+    for d in range(40):
+        sub = share.path / f"d{d:02}"
+        sub.mkdir()
+        for f in range(100):
+            (sub / f"f{f:03}").write_bytes(bytes([d, f]) * 2048)
+    started = control.start_migration(
+        share.share_id, start_request(POOL_B, force_host_assisted_migration=True)
+    )
+    wait_task_state(share.share_id, "data_copying_in_progress")
+    dest_id = migration_of(share.share_id).dest_instance_id
+    control.cancel_migration(share.share_id, reason="wrong pool")
+    assert share_row(share.share_id)["status"] == "migrating"
+    # The share stays readable while the copy winds down.
+    assert (share.path / "d07" / "f042").read_bytes() == bytes([7, 42]) * 2048
+    row = wait_task_state(share.share_id, "migration_cancelled", timeout=90)
+    assert row["status"] == "available" and row["host"] == POOL_A
+    mig = migration_of(share.share_id)
+    assert mig.files_verified < mig.files_planned, "the copy should have stopped early"
+    assert not (share.path.parent.parent / "pool-b" / f"share-{dest_id}").exists()
+    assert sum(1 for _ in share.path.rglob("f*")) == 4000
+    assert started.flow_run_id
+    wait_for(lambda: run_state(started.flow_run_id).is_final(), timeout=60, what="run end")
+
+
+def test_permanent_failure_ends_in_migration_error_with_source_untouched() -> None:
+    from flows import control
+
+    share = new_share(POOL_A)
+    (share.path / "precious").write_text("unchanged")
+    started = control.start_migration(
+        share.share_id, start_request(POOL_BROKEN, force_host_assisted_migration=True)
+    )
+    row = wait_task_state(share.share_id, "migration_error", timeout=90)
+    assert row["status"] == "available" and row["host"] == POOL_A
+    assert [i[1] for i in row["instances"]] == [POOL_A]
+    assert (share.path / "precious").read_text() == "unchanged"
+    mig = migration_of(share.share_id)
+    assert "creating the destination instance on sharemig@localfs#broken" in mig.error
+    assert started.flow_run_id
+    wait_for(lambda: run_state(started.flow_run_id).is_final(), timeout=30, what="run end")
+    assert run_state(started.flow_run_id).is_failed()
+    # Permanent: the failing step ran once, it was not retried.
+    assert _task_run_counts(started.flow_run_id)["reserve-destination"] == [1]
+
+
+def _task_run_counts(run_id: str) -> dict[str, list[int]]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(run_id)]))
+        )
+    counts: dict[str, list[int]] = {}
+    for tr in runs:
+        # Task run names are "<task name>-<random suffix>".
+        counts.setdefault(tr.name.rsplit("-", 1)[0], []).append(tr.run_count)
+    return counts
