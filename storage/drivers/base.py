@@ -6,8 +6,25 @@ it gets plain data (`PoolRef`, locations, ids), never sessions or live objects o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, runtime_checkable
+
+from storage.errors import InvalidInputError
+
+StopCheck = Callable[[], bool]
+"""Polled by long operations at safe points; True means stop (raise `CancelledError`)."""
+
+
+def check_location(name: str) -> str:
+    """A location (or snapshot id) is one path component of the driver's choosing.
+
+    Refused: empty, `/`, NUL, and leading dots (`..` escapes; `.snapshots`, `.migrations` are
+    the drivers' own).
+    """
+    if not name or name.startswith(".") or "/" in name or "\0" in name:
+        raise InvalidInputError(f"invalid location name {name!r}")
+    return name
 
 
 @dataclass(frozen=True)
@@ -42,7 +59,13 @@ class Compatibility:
 
 @dataclass(frozen=True)
 class MigrationRef:
-    """Everything a driver needs about one driver-assisted migration."""
+    """Everything a driver needs about one driver-assisted migration.
+
+    The hooks are called on the *source* pool's driver. The destination instance
+    (`dest_location` on `dest_pool`) has already been created, empty, by the caller.
+    `snapshot_ids` are the share's snapshots the caller knows about; each must exist beside the
+    source instance. `db_url` is the database a driver may keep durable progress in.
+    """
 
     migration_id: str
     source_location: str
@@ -79,16 +102,28 @@ class ShareDriver(Protocol):
         self, source_location: str, dest: PoolRef
     ) -> Compatibility: ...
 
-    def migration_start(self, ref: MigrationRef) -> None: ...
+    def migration_start(self, ref: MigrationRef) -> None:
+        """Begin phase 1 (cheap; the work happens in `migration_continue`). Idempotent."""
 
-    def migration_continue(self, ref: MigrationRef) -> bool:
-        """Advance phase 1; True once phase 1 is done."""
+    def migration_continue(
+        self, ref: MigrationRef, *, should_stop: StopCheck | None = None
+    ) -> bool:
+        """Advance phase 1; True once phase 1 is done. Resumable after a crash or a stop.
 
-    def migration_complete(self, ref: MigrationRef) -> None:
-        """Final sync and switch: afterwards the data lives at `ref.dest_location`."""
+        May block while it works; `should_stop` is polled and raises `CancelledError`.
+        """
+
+    def migration_complete(
+        self, ref: MigrationRef, *, should_stop: StopCheck | None = None
+    ) -> None:
+        """Final sync and switch: afterwards the data (and snapshots) live at the destination.
+
+        Idempotent: re-running after a crash finishes the switch. The source instance is left
+        for the caller to delete once the database points at the destination.
+        """
 
     def migration_cancel(self, ref: MigrationRef) -> None:
         """Remove everything the migration created; the source stays as it was. Idempotent."""
 
     def migration_get_progress(self, ref: MigrationRef) -> dict[str, object]:
-        """`{"total_progress": int, ...driver extras}`."""
+        """`{"total_progress": int 0-100, never decreasing, ...driver extras}`."""

@@ -7,13 +7,24 @@ from typing import Any, ClassVar
 import fsspec
 from fsspec.core import url_to_fs
 
-from storage.drivers.base import Compatibility, DriverCapabilities, MigrationRef, PoolRef
+from storage.drivers.base import (
+    Compatibility,
+    DriverCapabilities,
+    MigrationRef,
+    PoolRef,
+    StopCheck,
+    check_location,
+)
 from storage.errors import InvalidStateError
-
-SNAPSHOT_DIR = ".snapshots"
 
 
 class FsspecDriver:
+    """Instances are directories (prefixes) under the pool URL; no snapshots, no migration hooks.
+
+    The scheduler keeps share types that ask for snapshots off these pools, so shares here have
+    none and the host-assisted rules of the contract always apply.
+    """
+
     capabilities: ClassVar[DriverCapabilities] = DriverCapabilities(
         snapshot_support=False, driver_assisted_migration=False
     )
@@ -25,7 +36,7 @@ class FsspecDriver:
         self.root: str = root.rstrip("/")
 
     def _path(self, location: str) -> str:
-        return f"{self.root}/{location}"
+        return f"{self.root}/{check_location(location)}"
 
     def _protocol(self) -> str:
         proto: Any = self.fs.protocol
@@ -60,7 +71,10 @@ class FsspecDriver:
         return []
 
     def migration_check_compatibility(self, source_location: str, dest: PoolRef) -> Compatibility:
-        return Compatibility(compatible=False, reason="the fsspec driver never moves data itself")
+        return Compatibility(
+            compatible=False,
+            reason=f"pool {self.pool.name} uses the fsspec driver, which never moves data itself",
+        )
 
     def _refuse(self) -> None:
         raise InvalidStateError("the fsspec driver has no driver-assisted migration")
@@ -68,15 +82,19 @@ class FsspecDriver:
     def migration_start(self, ref: MigrationRef) -> None:
         self._refuse()
 
-    def migration_continue(self, ref: MigrationRef) -> bool:
+    def migration_continue(
+        self, ref: MigrationRef, *, should_stop: StopCheck | None = None
+    ) -> bool:
         self._refuse()
         return False
 
-    def migration_complete(self, ref: MigrationRef) -> None:
+    def migration_complete(
+        self, ref: MigrationRef, *, should_stop: StopCheck | None = None
+    ) -> None:
         self._refuse()
 
     def migration_cancel(self, ref: MigrationRef) -> None:
-        self._refuse()
+        """Nothing was ever started here, so there is nothing to undo (idempotent cleanup)."""
 
     def migration_get_progress(self, ref: MigrationRef) -> dict[str, object]:
         self._refuse()

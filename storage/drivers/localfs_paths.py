@@ -1,0 +1,30 @@
+"""Where a localfs pool keeps things: instance roots and snapshots beside them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fsspec.core import url_to_fs
+
+from storage.drivers.base import PoolRef, check_location
+from storage.errors import InvalidInputError
+
+SNAPSHOT_DIR = ".snapshots"
+
+
+def pool_root(pool: PoolRef) -> Path:
+    """The local directory behind a `localfs` pool URL (`file:///srv/a` or `/srv/a`)."""
+    fs, root = url_to_fs(pool.url)
+    if "file" not in fs.protocol and "local" not in fs.protocol:
+        raise InvalidInputError(f"pool {pool.name}: localfs needs a file:// URL, got {pool.url!r}")
+    return Path(root)
+
+
+def safe_child(base: Path, name: str) -> Path:
+    """`base/name` for a single path component; anything else is refused (`check_location`)."""
+    return base / check_location(name)
+
+
+def snapshots_dir(root: Path, location: str) -> Path:
+    """The directory holding every snapshot of the instance at `location`."""
+    return safe_child(root / SNAPSHOT_DIR, location)

@@ -1,0 +1,153 @@
+"""Lifecycle contract: every driver, same tests (instances, exports, snapshots, capabilities)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import fsspec
+import pytest
+from drivers_kit import localfs_pool
+
+from storage.drivers.base import PoolRef, ShareDriver
+from storage.drivers.registry import DRIVERS, driver_class, get_driver
+from storage.errors import InvalidInputError, InvalidStateError, NotFoundError
+
+
+@pytest.fixture(params=["localfs", "fsspec-file", "fsspec-memory"])
+def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ShareDriver]:
+    if request.param == "localfs":
+        pool = localfs_pool("a", tmp_path / "pool")
+    elif request.param == "fsspec-file":
+        (tmp_path / "obj").mkdir()
+        pool = PoolRef("host@obj#file", "fsspec", (tmp_path / "obj").as_uri())
+    else:
+        pool = PoolRef("host@obj#mem", "fsspec", f"memory://pool-{uuid.uuid4().hex}")
+    drv = get_driver(pool)
+    yield drv
+    mem = fsspec.filesystem("memory")
+    if request.param == "fsspec-memory" and mem.exists(pool.url.removeprefix("memory://")):
+        mem.rm(pool.url.removeprefix("memory://"), recursive=True)
+
+
+def _fs(drv: ShareDriver, location: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    fs, path = fsspec.core.url_to_fs(drv.instance_url(location))
+    return fs, path
+
+
+def _write(drv: ShareDriver, location: str, name: str, data: bytes) -> None:
+    fs, root = _fs(drv, location)
+    with fs.open(f"{root}/{name}", "wb") as fh:
+        fh.write(data)
+
+
+def _read(drv: ShareDriver, location: str, name: str) -> bytes:
+    fs, root = _fs(drv, location)
+    with fs.open(f"{root}/{name}", "rb") as fh:
+        data: bytes = fh.read()
+    return data
+
+
+def test_registry_knows_every_driver_and_refuses_others() -> None:
+    assert set(DRIVERS) == {"localfs", "fsspec"}
+    for name in DRIVERS:
+        assert driver_class(name).capabilities is not None
+    with pytest.raises(InvalidInputError, match="known drivers: fsspec, localfs"):
+        driver_class("nfs-magic")
+
+
+def test_driver_satisfies_the_protocol(driver: ShareDriver) -> None:
+    assert isinstance(driver, ShareDriver)
+
+
+def test_instance_create_is_idempotent_and_holds_data(driver: ShareDriver) -> None:
+    driver.create_instance("share-1")
+    _write(driver, "share-1", "hello.txt", b"hello")
+    driver.create_instance("share-1")  # a retried create keeps what is there
+    assert _read(driver, "share-1", "hello.txt") == b"hello"
+    fs, root = _fs(driver, "share-1")
+    assert fs.isdir(root)
+
+
+def test_instances_are_separate(driver: ShareDriver) -> None:
+    driver.create_instance("share-1")
+    driver.create_instance("share-2")
+    _write(driver, "share-1", "f", b"one")
+    _write(driver, "share-2", "f", b"two")
+    assert _read(driver, "share-1", "f") == b"one"
+    driver.delete_instance("share-2")
+    assert _read(driver, "share-1", "f") == b"one"
+
+
+def test_delete_removes_data_and_is_idempotent(driver: ShareDriver) -> None:
+    driver.create_instance("share-1")
+    _write(driver, "share-1", "f", b"x")
+    driver.delete_instance("share-1")
+    fs, root = _fs(driver, "share-1")
+    assert not fs.exists(root)
+    driver.delete_instance("share-1")
+    driver.delete_instance("never-created")
+
+
+def test_export_locations_name_the_instance(driver: ShareDriver) -> None:
+    driver.create_instance("share-1")
+    exports = driver.export_locations("share-1")
+    assert exports
+    assert all("share-1" in path for path in exports)
+    assert driver.export_locations("share-2") != exports
+
+
+@pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "../escape", ".snapshots"])
+def test_location_names_cannot_escape_the_pool(driver: ShareDriver, bad: str) -> None:
+    with pytest.raises(InvalidInputError):
+        driver.create_instance(bad)
+
+
+def test_snapshots_follow_declared_capability(driver: ShareDriver) -> None:
+    driver.create_instance("share-1")
+    _write(driver, "share-1", "f", b"before")
+    if not driver.capabilities.snapshot_support:
+        with pytest.raises(InvalidStateError, match="no snapshot support"):
+            driver.create_snapshot("share-1", "snap-1")
+        assert driver.list_snapshots("share-1") == []
+        return
+    driver.create_snapshot("share-1", "snap-1")
+    driver.create_snapshot("share-1", "snap-1")  # idempotent
+    _write(driver, "share-1", "f", b"after")
+    driver.create_snapshot("share-1", "snap-2")
+    assert driver.list_snapshots("share-1") == ["snap-1", "snap-2"]
+    assert driver.list_snapshots("share-2") == []
+    # A snapshot is a point-in-time copy: later writes to the instance do not reach it.
+    snap_root = Path(driver.instance_url("share-1")).parent / ".snapshots" / "share-1"
+    assert (snap_root / "snap-1" / "f").read_bytes() == b"before"
+    assert (snap_root / "snap-2" / "f").read_bytes() == b"after"
+    driver.delete_snapshot("share-1", "snap-1")
+    driver.delete_snapshot("share-1", "snap-1")
+    assert driver.list_snapshots("share-1") == ["snap-2"]
+    driver.delete_instance("share-1")
+    assert driver.list_snapshots("share-1") == []
+
+
+def test_snapshot_of_missing_instance_is_not_found(driver: ShareDriver) -> None:
+    if not driver.capabilities.snapshot_support:
+        pytest.skip("driver has no snapshots")
+    with pytest.raises(NotFoundError):
+        driver.create_snapshot("share-missing", "snap-1")
+
+
+def test_capabilities_match_compatibility_answers(driver: ShareDriver, tmp_path: Path) -> None:
+    """A driver that declares no driver-assisted migration never reports itself compatible."""
+    driver.create_instance("share-1")
+    targets = [
+        localfs_pool("z", tmp_path / "other-localfs"),
+        PoolRef("host@obj#z", "fsspec", (tmp_path / "other-obj").as_uri()),
+    ]
+    answers = [driver.migration_check_compatibility("share-1", t) for t in targets]
+    if not driver.capabilities.driver_assisted_migration:
+        assert not any(a.compatible for a in answers)
+        assert all(a.reason for a in answers)
+    else:
+        assert answers[0].compatible
+        assert not answers[1].compatible
+        assert "localfs" in answers[1].reason
