@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 
 from storage.db import session_scope
 from storage.errors import (
@@ -28,9 +28,10 @@ from storage.errors import (
 from storage.models.manifest import CopyJob
 from storage.mover.endpoints import Endpoint, open_endpoint
 from storage.mover.fsspec_copy import StreamCopier
-from storage.mover.local_copy import FileRow, LocalCopier, SourceChanged, syncfs
+from storage.mover.local_copy import FileRow, LocalCopier, SourceChanged, ram_backed, syncfs
 from storage.mover.plan import CHANGED, DONE, FAILED, PLANNED, SKIPPED, J, T, display_path
 from storage.mover.results import BatchResult
+from storage.mover.sql import executemany
 from storage.mover.throttle import Throttle
 from storage.mover.walk import DIR, FILE, SYMLINK
 from storage.settings import get_settings
@@ -59,6 +60,11 @@ TRANSIENT_ERRNOS = frozenset(
 )
 FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
+_UPDATE = (
+    "UPDATE manifest_entries SET state = ?, src_hash = ?, dst_hash = ?, attempts = ?, error = ? "
+    "WHERE id = ?"
+)
+
 BEFORE_VERIFY: Callable[[bytes], None] | None = None
 """Test seam: called with the destination path after a file is written, before it is read back
 (the corruption test flips a byte here). Always None in production."""
@@ -86,21 +92,27 @@ class _Recorder:
     job_id: str
     db_url: str | None
     result: BatchResult
-    updates: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[tuple[Any, ...]] = field(default_factory=list)
     deltas: dict[str, int] = field(default_factory=dict)
     last_path: bytes | None = None
     last_flush: float = field(default_factory=time.monotonic)
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("files_copied", "bytes_copied", "entries_done", "recopies", "skipped", "changed"), 0
+        )
+    )
+    """Plain ints in the per-file path; copied onto the pydantic result once, at the end."""
 
     def _add(self, row: FileRow, state: str, **values: Any) -> None:
         self.updates.append(
-            {
-                "_id": row.id,
-                "state": state,
-                "src_hash": values.get("src_hash"),
-                "dst_hash": values.get("dst_hash"),
-                "attempts": values.get("attempts", row.attempts),
-                "error": values.get("error"),
-            }
+            (
+                state,
+                values.get("src_hash"),
+                values.get("dst_hash"),
+                values.get("attempts", row.attempts),
+                values.get("error"),
+                row.id,
+            )
         )
         self.last_path = row.path
 
@@ -111,25 +123,25 @@ class _Recorder:
     def verified(self, row: FileRow, digest: str, attempts: int) -> None:
         self._add(row, DONE, src_hash=digest, dst_hash=digest, attempts=attempts)
         self._bump(files_verified=1, bytes_verified=row.size, entries_done=1)
-        self.result.files_copied += 1
-        self.result.bytes_copied += row.size
-        self.result.entries_done += 1
-        if attempts > 1:
-            self.result.recopies += attempts - 1
+        c = self.counts
+        c["files_copied"] += 1
+        c["bytes_copied"] += row.size
+        c["entries_done"] += 1
+        c["recopies"] += attempts - 1
 
     def done(self, row: FileRow) -> None:
         self._add(row, DONE)
         self._bump(entries_done=1)
-        self.result.entries_done += 1
+        self.counts["entries_done"] += 1
 
     def skipped(self, row: FileRow, reason: str) -> None:
         self._add(row, SKIPPED, error=reason)
         self._bump(entries_done=1, files_skipped=1)
-        self.result.skipped += 1
+        self.counts["skipped"] += 1
 
     def changed(self, row: FileRow, reason: str) -> None:
         self._add(row, CHANGED, error=reason)
-        self.result.changed += 1
+        self.counts["changed"] += 1
 
     def failed(self, row: FileRow, reason: str, **values: Any) -> None:
         self._add(row, FAILED, error=reason, **values)
@@ -141,17 +153,13 @@ class _Recorder:
             self.flush()
 
     def flush(self) -> None:
+        for key, n in self.counts.items():
+            setattr(self.result, key, n)
         self.last_flush = time.monotonic()
         if not self.updates:
             return
-        cols = ("state", "src_hash", "dst_hash", "attempts", "error")
         with session_scope(self.db_url) as session:
-            session.execute(
-                update(T)
-                .where(T.c.id == bindparam("_id"))
-                .values(**{c: bindparam(c) for c in cols}),
-                self.updates,
-            )
+            executemany(session, _UPDATE, self.updates)
             values: dict[str, Any] = {k: J.c[k] + n for k, n in self.deltas.items()}
             if self.last_path is not None:
                 values["current_path"] = display_path(self.last_path)
@@ -210,14 +218,15 @@ def copy_batch(
     db_url: str | None = None,
     should_stop: Callable[[], bool] | None = None,
     bandwidth_limit: int | None = None,
-    verify_from_device: bool = True,
+    verify_from_device: bool | None = None,
 ) -> BatchResult:
     """Copy and verify the entries of one batch that are not verified yet.
 
     Raises TransientError for retriable I/O, DataIntegrityError when a file still differs
     after the bounded re-copies, PermanentError for other entries that failed, and
     CancelledError once `should_stop()` turns true (checked between files and inside large
-    ones). Every outcome reached before the exception is recorded.
+    ones). Every outcome reached before the exception is recorded. `verify_from_device`
+    (default: unless the destination is RAM-backed) re-reads from the device, not the cache.
     """
     source, dest, rows, already = _load(job_id, batch, db_url)
     result = BatchResult(job_id=job_id, batch=batch, files_already_verified=already)
@@ -226,6 +235,8 @@ def copy_batch(
     attempts = max(1, get_settings().verify_attempts)
     with _flushing(rec):
         if source.local and dest.local:
+            if verify_from_device is None:
+                verify_from_device = not ram_backed(dest.root_bytes)
             local = LocalCopier(
                 source.root_bytes,
                 dest.root_bytes,
@@ -317,7 +328,7 @@ class _LocalRun:
                 row, fd, digest = group[0]
                 if BEFORE_VERIFY is not None:
                     BEFORE_VERIFY(self.copier.dst(row.path))
-                back = self.copier.hash_back(fd, row.size)
+                back = self.copier.hash_back(fd, row.size, row.blocks * 512 < row.size)
                 group.pop(0)
                 os.close(fd)
                 if back == digest:
@@ -344,7 +355,7 @@ class _LocalRun:
                     syncfs(fd)
                 if BEFORE_VERIFY is not None:
                     BEFORE_VERIFY(self.copier.dst(row.path))
-                back = self.copier.hash_back(fd, row.size)
+                back = self.copier.hash_back(fd, row.size, row.blocks * 512 < row.size)
             finally:
                 os.close(fd)
             if back == digest:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import xxhash
-from sqlalchemy import Row, Table, bindparam, func, insert, select, update
+from sqlalchemy import Row, Table, func, select, update
 from sqlalchemy.orm import Session
 
 from storage.db import session_scope
@@ -21,6 +21,7 @@ from storage.errors import NotFoundError
 from storage.models.manifest import CopyJob, ManifestEntry
 from storage.mover.endpoints import normalize_url, open_endpoint
 from storage.mover.results import PlanSummary
+from storage.mover.sql import executemany
 from storage.mover.walk import FILE, HARDLINK, WalkEntry, walk
 from storage.settings import get_settings
 
@@ -113,20 +114,52 @@ class _Totals:
                 self.to_copy_bytes += e.size
 
 
-def _row_values(e: WalkEntry, group: str | None) -> dict[str, Any]:
-    return {
-        "kind": e.kind,
-        "size": e.size,
-        "mtime_ns": e.mtime_ns,
-        "ctime_ns": e.ctime_ns,
-        "mode": e.mode,
-        "uid": e.uid,
-        "gid": e.gid,
-        "blocks": e.blocks,
-        "rdev": e.rdev,
-        "link_target": e.link_target,
-        "hardlink_group": group,
-    }
+_ROW_COLS = (
+    "kind",
+    "size",
+    "mtime_ns",
+    "ctime_ns",
+    "mode",
+    "uid",
+    "gid",
+    "blocks",
+    "rdev",
+    "link_target",
+    "hardlink_group",
+    "batch",
+    "generation",
+    "state",
+    "attempts",
+)
+_INSERT = (
+    f"INSERT INTO manifest_entries (job_id, path, path_key, {', '.join(_ROW_COLS)}) "
+    f"VALUES (?, ?, ?, {', '.join('?' for _ in _ROW_COLS)})"
+)
+_REQUEUE = (
+    f"UPDATE manifest_entries SET {', '.join(c + ' = ?' for c in _ROW_COLS)}, "
+    "src_hash = NULL, dst_hash = NULL, error = NULL WHERE id = ?"
+)
+_SEEN = "UPDATE manifest_entries SET generation = ? WHERE id = ?"
+
+
+def _row_values(e: WalkEntry, group: str | None, batch: int, generation: int) -> tuple[Any, ...]:
+    return (
+        e.kind,
+        e.size,
+        e.mtime_ns,
+        e.ctime_ns,
+        e.mode,
+        e.uid,
+        e.gid,
+        e.blocks,
+        e.rdev,
+        e.link_target,
+        group,
+        batch,
+        generation,
+        PLANNED,
+        0,
+    )
 
 
 class _Planner:
@@ -139,9 +172,21 @@ class _Planner:
         self.batcher = _Batcher(settings.batch_max_files, settings.batch_max_bytes, 0)
         self.totals = _Totals()
         self.leaders: dict[tuple[int, int], bytes] = {}
+        self.reported: set[int] = set()
+        self.first_new = 0
+        self.written = _Totals()
+
+    def closed_batches(self, final: bool) -> list[int]:
+        """Batches of this plan no later entry can join, not reported before."""
+        # During the walk only batches made by this plan: an older batch may still hold
+        # rows the walk has not reached (and will count itself).
+        low, high = (-1, 1 << 62) if final else (self.first_new, self.batcher.next_batch)
+        ready = sorted(b for b in self.totals.batches - self.reported if low <= b < high)
+        self.reported.update(ready)
+        return ready
 
     def start_batches_after(self, last_batch: int) -> None:
-        self.batcher.next_batch = last_batch + 1
+        self.batcher.next_batch = self.first_new = last_batch + 1
 
     def _link_kind(self, e: WalkEntry) -> str | None:
         """Hard-link names after the first become HARDLINK rows pointing at the first name."""
@@ -165,46 +210,62 @@ class _Planner:
                 select(*cols).where(T.c.job_id == self.job_id, T.c.path_key.in_(keys))
             )
             existing = {r.path_key: r for r in rows}
-        inserts: list[dict[str, Any]] = []
-        seen_ids: list[dict[str, Any]] = []
-        requeue: list[dict[str, Any]] = []
+        inserts: list[tuple[Any, ...]] = []
+        seen: list[tuple[int, int]] = []
+        requeue: list[tuple[Any, ...]] = []
         for e, key, group in zip(chunk, keys, groups, strict=True):
             old = existing.get(key)
             unchanged = old is not None and all(getattr(old, c) == getattr(e, c) for c in _COMPARED)
             if old is not None and unchanged and old.state in (DONE, SKIPPED, PLANNED):
-                seen_ids.append({"_id": old.id})
+                seen.append((self.generation, old.id))
                 self.totals.count(e, old.state, old.batch)
                 continue
             batch = NO_BATCH if e.kind == HARDLINK else self.batcher.assign(e.size)
-            values = _row_values(e, group)
-            values.update(
-                state=PLANNED, batch=batch, generation=self.generation, attempts=0, error=None
-            )
-            values.update(src_hash=None, dst_hash=None)
+            values = _row_values(e, group, batch, self.generation)
             if old is None:
-                values.update(job_id=self.job_id, path=e.path, path_key=key)
-                inserts.append(values)
+                inserts.append((self.job_id, e.path, key, *values))
             else:
-                values["_id"] = old.id
-                requeue.append(values)
+                requeue.append((*values, old.id))
             self.totals.count(e, PLANNED, batch)
-        if inserts:
-            session.execute(insert(T), inserts)
-        if seen_ids:
-            session.execute(
-                update(T).where(T.c.id == bindparam("_id")).values(generation=self.generation),
-                seen_ids,
+        executemany(session, _INSERT, inserts)
+        executemany(session, _SEEN, seen)
+        executemany(session, _REQUEUE, requeue)
+        self._write_counters(session)
+
+    def _write_counters(self, session: Session) -> None:
+        """Planned totals so far; done counts as increments, since batches copied during the
+        walk add their own."""
+        t, w = self.totals, self.written
+        session.execute(
+            update(J)
+            .where(J.c.id == self.job_id)
+            .values(
+                entries_planned=t.entries,
+                files_planned=t.files,
+                bytes_planned=t.bytes,
+                entries_done=J.c.entries_done + (t.entries_done - w.entries_done),
+                files_verified=J.c.files_verified + (t.files_verified - w.files_verified),
+                bytes_verified=J.c.bytes_verified + (t.bytes_verified - w.bytes_verified),
+                files_skipped=J.c.files_skipped + (t.skipped - w.skipped),
             )
-        if requeue:
-            binds: dict[str, Any] = {k: bindparam(k) for k in requeue[0] if k != "_id"}
-            session.execute(update(T).where(T.c.id == bindparam("_id")).values(**binds), requeue)
+        )
+        w.entries_done, w.files_verified = t.entries_done, t.files_verified
+        w.bytes_verified, w.skipped = t.bytes_verified, t.skipped
 
 
 def plan_copy(
-    job_id: str, source_url: str, dest_url: str, *, db_url: str | None = None
+    job_id: str,
+    source_url: str,
+    dest_url: str,
+    *,
+    db_url: str | None = None,
+    on_batches: Callable[[list[int]], None] | None = None,
 ) -> PlanSummary:
     """Walk the source into the manifest. Idempotent; a re-plan re-queues only what changed
-    (size, mtime, ctime, mode, owner, link target) and marks what vanished."""
+    (size, mtime, ctime, mode, owner, link target) and marks what vanished.
+
+    `on_batches` is called with batches as soon as they are complete and committed, so a
+    caller can copy them while the walk goes on."""
     started = time.perf_counter()
     source = open_endpoint(source_url)
     dest = open_endpoint(dest_url)
@@ -216,6 +277,9 @@ def plan_copy(
             session.flush()
         job.generation += 1
         job.state = "planning"
+        # Recounted by this walk; `copy_batch` adds what it verifies from here on.
+        job.entries_planned = job.entries_done = job.files_planned = job.bytes_planned = 0
+        job.files_verified = job.bytes_verified = job.files_skipped = job.files_failed = 0
         generation = job.generation
         last_batch = session.scalar(select(func.max(T.c.batch)).where(T.c.job_id == job_id))
         fresh = last_batch is None
@@ -228,9 +292,10 @@ def plan_copy(
             with session_scope(db_url) as session:
                 planner.write_chunk(session, chunk)
             chunk = []
+            if on_batches is not None:
+                on_batches(planner.closed_batches(final=False))
     with session_scope(db_url) as session:
-        if chunk:
-            planner.write_chunk(session, chunk)
+        planner.write_chunk(session, chunk)
         session.execute(
             update(T)
             .where(T.c.job_id == job_id, T.c.generation < generation, T.c.state != VANISHED)
@@ -243,12 +308,10 @@ def plan_copy(
         job = session.get(CopyJob, job_id)
         assert job is not None
         job.state = "planned"
-        job.entries_planned, job.entries_done = t.entries, t.entries_done
-        job.files_planned, job.bytes_planned = t.files, t.bytes
-        job.files_verified, job.bytes_verified = t.files_verified, t.bytes_verified
-        job.files_skipped, job.files_failed = t.skipped, 0
         job.batches = max(planner.batcher.last + 1, job.batches)
         job.error = None
+    if on_batches is not None:
+        on_batches(planner.closed_batches(final=True))
     return PlanSummary(
         job_id=job_id,
         generation=generation,

@@ -75,6 +75,10 @@ class _Runner:
         self.best_percent = 0
         self.results: list[BatchResult] = []
         self.errors: list[str] = []
+        self.pool: Executor | None = None
+        self.event: Any = None
+        self.running: dict[Future[BatchResult], tuple[int, int]] = {}
+        self.submitted: set[int] = set()
 
     def report(self) -> None:
         if self.progress is None:
@@ -85,60 +89,66 @@ class _Runner:
         p.percent = self.best_percent
         self.progress(p)
 
-    def _executor(self) -> tuple[Executor, Any]:
+    def _start_pool(self) -> None:
         if self.use_processes:
             ctx = multiprocessing.get_context("fork")
-            event = ctx.Event()
-            # Children must not inherit pooled DB connections; they open their own.
+            self.event = ctx.Event()
+            # Children must not inherit pooled DB connections; they open their own. (With
+            # fork, every worker is started at the first submit, so this runs once.)
             dispose_engines()
-            pool = ProcessPoolExecutor(
-                self.workers, mp_context=ctx, initializer=_child_init, initargs=(event,)
+            self.pool = ProcessPoolExecutor(
+                self.workers, mp_context=ctx, initializer=_child_init, initargs=(self.event,)
             )
-            return pool, event
-        return ThreadPoolExecutor(self.workers, thread_name_prefix="sharemig-copy"), None
+        else:
+            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="sharemig-copy")
 
-    def _submit(self, pool: Executor, batch: int) -> Future[BatchResult]:
+    def _submit_one(self, batch: int, attempt: int) -> None:
+        if self.pool is None:
+            self._start_pool()
+        assert self.pool is not None
         if self.use_processes:
-            return pool.submit(_child_copy, self.job_id, batch, self.db_url, self.limit)
-        return pool.submit(
-            copy_batch,
-            self.job_id,
-            batch,
-            db_url=self.db_url,
-            should_stop=self.should_stop,
-            bandwidth_limit=self.limit,
-        )
+            fut = self.pool.submit(_child_copy, self.job_id, batch, self.db_url, self.limit)
+        else:
+            fut = self.pool.submit(
+                copy_batch,
+                self.job_id,
+                batch,
+                db_url=self.db_url,
+                should_stop=self.should_stop,
+                bandwidth_limit=self.limit,
+            )
+        self.running[fut] = (batch, attempt)
 
-    def run_batches(self, batches: list[int]) -> None:
-        if not batches:
-            return
-        if self.workers <= 1:
-            for batch in batches:
+    def submit(self, batches: list[int]) -> None:
+        """Start batches not started yet (called during the walk and after it)."""
+        for batch in batches:
+            if batch in self.submitted:
+                continue
+            self.submitted.add(batch)
+            if self.workers <= 1:
                 self._inline(batch)
-            return
-        pool, event = self._executor()
-        tries: dict[Future[BatchResult], tuple[int, int]] = {}
+            else:
+                self._submit_one(batch, 1)
+
+    def drain(self) -> None:
+        """Wait for every started batch, retrying transient failures, reporting progress."""
         try:
-            for batch in batches:
-                tries[self._submit(pool, batch)] = (batch, 1)
-            pending = set(tries)
-            while pending:
-                done, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            while self.running:
+                done, _ = wait(set(self.running), timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
                 for fut in done:
-                    batch, attempt = tries.pop(fut)
-                    retry = self._collect(fut, batch, attempt)
-                    if retry:
-                        nxt = self._submit(pool, batch)
-                        tries[nxt] = (batch, attempt + 1)
-                        pending.add(nxt)
+                    batch, attempt = self.running.pop(fut)
+                    if self._collect(fut, batch, attempt):
+                        self._submit_one(batch, attempt + 1)
                 if self.should_stop is not None and self.should_stop():
-                    if event is not None:
-                        event.set()
-                    for fut in pending:
+                    if self.event is not None:
+                        self.event.set()
+                    for fut in self.running:
                         fut.cancel()
                 self.report()
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if self.pool is not None:
+                self.pool.shutdown(wait=True, cancel_futures=True)
+                self.pool = None
         if self.should_stop is not None and self.should_stop():
             raise CancelledError("copy stopped on request")
 
@@ -211,10 +221,11 @@ def run_copy(
     summary = CopySummary(job_id=job_id, source_url=source.url, dest_url=dest.url)
     changed = 0
     for _ in range(MAX_ROUNDS):
-        plan_copy(job_id, source.url, dest.url, db_url=db_url)
-        runner.report()
         first = len(runner.results)
-        runner.run_batches(pending_batches(job_id, db_url=db_url))
+        runner.submitted.clear()
+        plan_copy(job_id, source.url, dest.url, db_url=db_url, on_batches=runner.submit)
+        runner.submit(pending_batches(job_id, db_url=db_url))
+        runner.drain()
         changed = sum(r.changed for r in runner.results[first:])
         if not changed:
             break
