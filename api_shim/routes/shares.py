@@ -68,7 +68,8 @@ def create(ctx: Ctx, body: JsonObject) -> JSONResponse:
         raise invalid("size", size, "Share size must be a whole number of GiB, at least 1.")
     if spec.get("snapshot_id"):
         raise Fault(400, "sharemig cannot create a share from a snapshot; omit snapshot_id.")
-    metadata = spec.get("metadata") or {}
+    metadata = spec.get("metadata")
+    metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict):
         raise invalid("metadata", metadata, "metadata must be an object of string keys.")
     text = {k: spec.get(k) for k in ("name", "description", "availability_zone")}
