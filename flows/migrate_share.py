@@ -12,11 +12,10 @@ import time
 from datetime import timedelta
 from typing import Any, cast
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, runtime
 from prefect.client.schemas.objects import State
 from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
-from prefect.runtime import flow_run
 from prefect.states import Cancelled, Failed
 
 from flows.copy_phase import ProgressArtifact, copy_batches
@@ -103,9 +102,9 @@ def _schedule_deadline(migration_id: str, timeout_s: int) -> None:
     )
 
 
-def _cancelled_in_prefect(flow: Any, run: Any, state: Any) -> None:
+def _cancelled_in_prefect(flow: Any, flow_run: Any, state: Any) -> None:
     """Hook for a run cancelled from the Prefect UI/API: clean up like an API cancel."""
-    migration_id = run.parameters.get("migration_id")
+    migration_id = flow_run.parameters.get("migration_id")
     if not migration_id:
         return
     # Switched over already: the run finishing (or a retry) completes it instead.
@@ -127,7 +126,7 @@ def migrate_share(migration_id: str, approval_deadline_passed: bool = False) -> 
     switchover) or `migration_error` (source untouched, reason recorded on the migration).
     """
     log = get_run_logger()
-    current = steps.begin(migration_id, flow_run.get_id())
+    current = steps.begin(migration_id, runtime.flow_run.get_id())
     if current.finished:
         log.info("migration %s already ended: %s", migration_id, current.outcome)
         return str(current.outcome)

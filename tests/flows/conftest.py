@@ -44,13 +44,26 @@ class ShareOnPool:
     path: Path
 
 
-def new_share(pool: str, *, size: int = 1) -> ShareOnPool:
+def new_share(pool: str, *, size: int = 1, snapshots: bool = True) -> ShareOnPool:
+    """A share with an empty instance on `pool`; `snapshots=False` uses a type without them."""
+    from storage.catalog import create_share_type, get_share_type
     from storage.db import session_scope
+    from storage.errors import NotFoundError
     from storage.pools import driver_for
     from storage.shares import active_instance, create_share
 
     with session_scope() as s:
-        share = create_share(s, project_id="flows-tests", size=size, host=pool, name="t")
+        type_id = None
+        if not snapshots:
+            try:
+                type_id = get_share_type(s, "no-snapshots").id
+            except NotFoundError:
+                type_id = create_share_type(
+                    s, "no-snapshots", {"driver_handles_share_servers": "False"}
+                ).id
+        share = create_share(
+            s, project_id="flows-tests", size=size, host=pool, name="t", share_type_id=type_id
+        )
         inst = active_instance(s, share)
         path = Path(driver_for(s, pool).instance_url(inst.location))
         return ShareOnPool(share.id, pool, path)

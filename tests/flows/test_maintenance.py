@@ -1,0 +1,78 @@
+"""Maintenance flows as deployment runs on the real worker; Prefect-side cancel of a migration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import (
+    POOL_A,
+    POOL_B,
+    POOL_OBJECTS,
+    migration_of,
+    new_share,
+    run_state,
+    share_row,
+    start_request,
+    wait_task_state,
+)
+from prefect_service import wait_for
+
+pytestmark = pytest.mark.usefixtures("service_env")
+
+
+def test_evacuate_pool_moves_every_share() -> None:
+    from prefect.deployments import run_deployment
+
+    shares = [new_share(POOL_OBJECTS, snapshots=False) for _ in range(3)]
+    for i, share in enumerate(shares):
+        (share.path / "payload").write_bytes(bytes([i]) * (1000 + i))
+    run: Any = run_deployment(
+        "evacuate-pool/evacuate-pool",
+        parameters={
+            "pool": POOL_OBJECTS,
+            "destination": POOL_B,
+            "auto_approve": True,
+            "max_concurrent": 2,
+        },
+        timeout=0,
+    )
+    for share in shares:
+        row = wait_task_state(share.share_id, "migration_success", timeout=240)
+        assert row["host"] == POOL_B and row["status"] == "available"
+        assert migration_of(share.share_id).mechanism == "host"
+    wait_for(lambda: run_state(str(run.id)).is_final(), timeout=60, what="evacuate run end")
+    assert run_state(str(run.id)).is_completed()
+    for i, share in enumerate(shares):
+        dest = share_row(share.share_id)["instances"][0][3]
+        dest_root = share.path.parent.parent / "pool-b"
+        assert (dest_root / dest / "payload").read_bytes() == bytes([i]) * (1000 + i)
+        assert not share.path.exists()
+
+
+def test_cancelling_the_run_in_prefect_cleans_up() -> None:
+    """The operator cancels the flow run itself (Prefect UI/API), mid-copy."""
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.states import Cancelling
+
+    from flows import control
+
+    share = new_share(POOL_A)
+    for d in range(30):
+        sub = share.path / f"d{d:02}"
+        sub.mkdir()
+        for f in range(100):
+            (sub / f"f{f:03}").write_bytes(bytes([d, f]) * 2048)
+    started = control.start_migration(
+        share.share_id, start_request(POOL_B, force_host_assisted_migration=True)
+    )
+    assert started.flow_run_id
+    wait_task_state(share.share_id, "data_copying_in_progress")
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(UUID(started.flow_run_id), Cancelling(), force=True)
+    row = wait_task_state(share.share_id, "migration_cancelled", timeout=90)
+    assert row["host"] == POOL_A and [i[1] for i in row["instances"]] == [POOL_A]
+    assert sum(1 for _ in share.path.rglob("f*")) == 3000
+    assert "cancelled in Prefect" in (migration_of(share.share_id).error or "")
