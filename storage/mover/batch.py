@@ -279,6 +279,9 @@ class _LocalRun:
         try:
             for row in rows:
                 if self.should_stop is not None and self.should_stop():
+                    # Files already written are verified (a bounded group) so a resume
+                    # does not copy them again.
+                    self._verify_open()
                     raise CancelledError("copy stopped on request")
                 self._one(row)
                 self.rec.maybe_flush()
