@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from cli import api_cmd, copy_cmd, db_cmd, pools_cmd, token_cmd  # noqa: F401  (they register commands)
+from cli import (  # noqa: F401  (they register commands)
+    api_cmd,
+    copy_cmd,
+    db_cmd,
+    migrate_cmd,
+    pools_cmd,
+    token_cmd,
+)
 from cli.app import app
 
 __all__ = ["app"]
