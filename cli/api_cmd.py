@@ -25,7 +25,4 @@ def api(
         host=host or settings.api_host,
         port=port or settings.api_port,
         log_level=log_level,
-        # Clients mostly send X-Forwarded-* only through proxies; the version document's
-        # self link follows the Host header the client used.
-        proxy_headers=True,
     )

@@ -21,6 +21,7 @@ import yaml
 from prefect_service import wait_for
 
 PROJECT = "demo"
+SHAREMIG = str(Path(sys.executable).with_name("sharemig"))
 OTHER_PROJECT = "other"
 
 
@@ -112,19 +113,8 @@ def run_shim(home: Path, env: dict[str, str] | None = None) -> Iterator[ShimServ
     log_path = home / f"shim-{port}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api_shim.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
+            # `sharemig api` is how operators run it; the test runs the same command.
+            [SHAREMIG, "api", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=proc_env,
