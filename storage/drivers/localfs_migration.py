@@ -320,6 +320,7 @@ def progress(source_root: Path, ref: MigrationRef, db_url: str | None) -> dict[s
             extras.update(asdict(counts))
             # Until every job has finished, stay below 100: 100 means phase 1 is done.
             now = min(99, counts.percent)
-        journal.progress = max(journal.progress, now)
-        write_journal(s.journal, journal)
+        if now > journal.progress:
+            journal.progress = now
+            write_journal(s.journal, journal)
         return {"total_progress": journal.progress, **extras}

@@ -6,10 +6,13 @@ renames (same filesystem) or copies with the mover (different filesystems).
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -63,8 +66,8 @@ def mig(pools: PoolPair, awkward_tree: Path, tmp_path: Path, db_url: str) -> Mig
     (pools.source_root / SRC / "after-snapshot.txt").write_bytes(b"written after the snapshot\n")
     reference = tmp_path / "reference"
     clone_tree(pools.source_root / SRC, reference)
-    reference_snap = tmp_path / "reference-snap"
-    clone_tree(pools.source_root / ".snapshots" / SRC / SNAP, reference_snap)
+    # The snapshot was taken of an exact clone of the dataset, so the dataset is its reference.
+    reference_snap = awkward_tree
     dest.create_instance(DST)
     ref = MigrationRef(
         migration_id=str(uuid.uuid4()),
@@ -158,17 +161,15 @@ def test_cancel_before_start_is_a_no_op(mig: Migrating) -> None:
 
 def test_cancel_after_a_failed_switchover_restores_the_source(mig: Migrating) -> None:
     """A switchover that stops half-way (here: the destination's snapshot place got taken)."""
+    if mig.pools.layout != "same_fs":
+        pytest.skip("a copy switchover writes beside foreign snapshots, it replaces nothing")
     mig.source.migration_start(mig.ref)
     mig.source.migration_continue(mig.ref)
     squatter = mig.pools.dest_root / ".snapshots" / DST / "not-ours"
     squatter.mkdir(parents=True)
     (squatter / "f").write_bytes(b"x")
-    if mig.pools.layout == "same_fs":
-        with pytest.raises(InvalidStateError, match="not empty"):
-            mig.source.migration_complete(mig.ref)
-    else:
-        mig.source.migration_complete(mig.ref)  # copies land beside it, nothing replaced
-        pytest.skip("a copy switchover does not replace the snapshot directory")
+    with pytest.raises(InvalidStateError, match="not empty"):
+        mig.source.migration_complete(mig.ref)
     mig.source.migration_cancel(mig.ref)
     assert treecmp(mig.reference, mig.src_dir) == ""
     assert treecmp(mig.reference_snap, mig.snap_dir(mig.pools.source_root, SRC)) == ""
@@ -202,23 +203,46 @@ def test_start_refuses_snapshots_it_cannot_find(mig: Migrating) -> None:
         mig.source.migration_start(ref)
 
 
-def test_progress_only_rises_and_ends_at_100(mig: Migrating) -> None:
-    seen: list[int] = []
-    done = threading.Event()
+_POLLER = """
+import json, sys, pathlib
+from storage.drivers.base import MigrationRef, PoolRef
+from storage.drivers.registry import get_driver
+a = json.loads(sys.argv[1])
+ref = MigrationRef(a["mid"], a["src"], PoolRef(**a["dest"]), a["dst"], tuple(a["snaps"]), a["db"])
+driver = get_driver(PoolRef(**a["source"]))
+stop = pathlib.Path(a["stop"])
+while not stop.exists():
+    print(driver.migration_get_progress(ref)["total_progress"], flush=True)
+"""
 
-    def poll() -> None:
-        while not done.is_set():
-            seen.append(int(str(mig.source.migration_get_progress(mig.ref)["total_progress"])))
 
+def test_progress_only_rises_and_ends_at_100(mig: Migrating, tmp_path: Path) -> None:
+    """Polled from another process while phase 1 runs, as the API reads it during a copy."""
+    stop = tmp_path / "stop-polling"
+    args = {
+        "mid": mig.ref.migration_id,
+        "src": SRC,
+        "dst": DST,
+        "snaps": list(mig.ref.snapshot_ids),
+        "db": mig.ref.db_url,
+        "source": asdict(mig.pools.source),
+        "dest": asdict(mig.pools.dest),
+        "stop": str(stop),
+    }
     mig.source.migration_start(mig.ref)
-    poller = threading.Thread(target=poll)
-    poller.start()
+    poller = subprocess.Popen(
+        [sys.executable, "-c", _POLLER, json.dumps(args)], stdout=subprocess.PIPE, text=True
+    )
+    assert poller.stdout is not None
+    first = poller.stdout.readline()  # the poller is up before phase 1 begins
     try:
         mig.source.migration_continue(mig.ref)
     finally:
-        done.set()
-        poller.join()
+        stop.touch()
+        rest, _ = poller.communicate(timeout=60)
+    seen = [int(v) for v in [first, *rest.split()]]
     seen.append(int(str(mig.source.migration_get_progress(mig.ref)["total_progress"])))
+    assert seen[0] == 0
     assert seen == sorted(seen)
     assert seen[-1] == 100
     assert all(0 <= p <= 100 for p in seen)
