@@ -12,7 +12,10 @@ import pytest
 
 from storage.drivers.base import PoolRef
 
-BENCH_KIT = Path(os.environ.get("SHAREMIG_BENCH_KIT", "/work/shared/bench"))
+# The bench kit sits beside the repository (../shared/bench) unless the environment says where.
+BENCH_KIT = Path(
+    os.environ.get("SHAREMIG_BENCH_KIT", Path(__file__).resolve().parents[4] / "shared" / "bench")
+)
 
 
 @dataclass(frozen=True)
