@@ -148,7 +148,13 @@ def _resumed_before(run: Any) -> bool:
 def _finish_without_run(
     migration_id: str, run_id: str, approve: bool, reason: str, state: Any
 ) -> None:
-    """No live run: a cancel cleans up here; an approval starts a run that re-enters."""
+    """No live run: a cancel cleans up here; an approval starts a run that re-enters.
+
+    A run that ended because it already acted on the decision (it read it from the database
+    before suspending) leaves a finished migration: then there is nothing left to do.
+    """
+    if lifecycle.status(migration_id).finished:
+        return
     if not approve:
         if state is not None and state.is_scheduled():
             from prefect import get_client

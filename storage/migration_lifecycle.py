@@ -160,7 +160,9 @@ def begin(
 
 def record_flow_run(migration_id: str, flow_run_id: str, *, db_url: str | None = None) -> None:
     with session_scope(db_url) as s:
-        load_migration(s, migration_id).flow_run_id = flow_run_id
+        mig = load_migration(s, migration_id)
+        if mig.outcome is None:
+            mig.flow_run_id = flow_run_id
 
 
 def reserve_destination(migration_id: str, *, db_url: str | None = None) -> str:

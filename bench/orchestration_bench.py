@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""Orchestration overhead: a whole host-assisted `migrate_share` vs the bare mover, same tree.
+
+Starts its own Prefect server + process worker (temp PREFECT_HOME, free port), generates a
+tree with the shared kit's gen_dataset.py, then per repetition times
+  bare:  storage.mover.run_copy(tree -> fresh dir)               (plan, batches, finish)
+  flow:  control.start_migration -> data_copying_completed       (phase 1, incl. run start)
+         + resume(approve) -> migration_success                  (re-entry, final sync, switch)
+The approval wait itself is excluded (it is a person's time). Also reported: how much of the
+flow time is Prefect starting flow-run processes (Scheduled -> Running, twice per migration),
+and the ratio without it. Ratios use the bare mover of the same run as the baseline.
+
+    python bench/orchestration_bench.py [--preset small] [--reps 3] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+KIT = Path(os.environ.get("SHAREMIG_BENCH_KIT", REPO.parent / "shared" / "bench"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def set_environment(work: Path) -> None:
+    """Prefect reads its settings at import: everything is set before the first import."""
+    port = free_port()
+    os.environ.update(
+        PREFECT_HOME=str(work / "prefect-home"),
+        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+        PREFECT_SERVER_API_PORT=str(port),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_RUNNER_POLL_FREQUENCY="1",
+        PREFECT_WORKER_QUERY_SECONDS="1",
+        SHAREMIG_HOME=str(work / "home"),
+    )
+    os.environ.pop("SHAREMIG_DATABASE_URL", None)
+
+
+def wait(cond: Any, timeout: float, what: str, interval: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(interval)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def task_state(share_id: str) -> str | None:
+    from storage.db import session_scope
+    from storage.shares import get_share
+
+    with session_scope() as s:
+        state = get_share(s, share_id).task_state
+    if state == "migration_error":
+        raise SystemExit(f"migration of {share_id} failed; see the worker log")
+    return state
+
+
+def start_latency(run_id: str) -> float:
+    """Seconds the run spent between Scheduled/Resuming and Running (process start-up)."""
+    from uuid import UUID
+
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        states = sorted(client.read_flow_run_states(UUID(run_id)), key=lambda s: s.timestamp)
+    total, since = 0.0, None
+    for st in states:
+        if st.type.value == "SCHEDULED":
+            since = st.timestamp
+        elif st.type.value == "RUNNING" and since is not None:
+            total += (st.timestamp - since).total_seconds()
+            since = None
+    return total
+
+
+def one_migration(tree: Path) -> dict[str, float]:
+    from prefect.flow_runs import resume_flow_run
+
+    from flows.control import StartRequest, start_migration
+    from storage.db import session_scope
+    from storage.pools import driver_for
+    from storage.shares import active_instance, create_share
+
+    with session_scope() as s:
+        share = create_share(s, project_id="bench", size=1, host="sharemig@localfs#pool-a")
+        path = Path(
+            driver_for(s, share.host or "").instance_url(active_instance(s, share).location)
+        )
+        share_id = share.id
+    path.rmdir()
+    subprocess.run(["cp", "-a", str(tree), str(path)], check=True)
+    req = StartRequest(
+        host="sharemig@localfs#pool-b",
+        preserve_metadata=False,
+        preserve_snapshots=False,
+        writable=False,
+        nondisruptive=False,
+        force_host_assisted_migration=True,
+    )
+    t0 = time.perf_counter()
+    run_id = str(start_migration(share_id, req).flow_run_id)
+    wait(lambda: task_state(share_id) == "data_copying_completed", 900, "phase 1")
+    t1 = time.perf_counter()
+    from uuid import UUID
+
+    from prefect import get_client
+
+    def suspended() -> bool:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(UUID(run_id)).state
+        return bool(state and state.is_paused())
+
+    wait(suspended, 60, "the run to suspend", interval=0.05)
+    t2 = time.perf_counter()
+    resume_flow_run(UUID(run_id), run_input={"approve": True, "reason": "bench"})
+    wait(lambda: task_state(share_id) == "migration_success", 900, "switchover")
+    t3 = time.perf_counter()
+    return {
+        "flow_s": (t1 - t0) + (t3 - t2),
+        "phase1_s": t1 - t0,
+        "phase2_s": t3 - t2,
+        "process_start_s": start_latency(run_id),
+    }
+
+
+def bare_copy(tree: Path, dest: Path) -> float:
+    from storage.mover import run_copy
+
+    t0 = time.perf_counter()
+    summary = run_copy(str(tree), str(dest))
+    elapsed = time.perf_counter() - t0
+    if summary.failed or not summary.complete:
+        raise SystemExit(f"bare copy did not complete: {summary.failed[:5]}")
+    return elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="sharemig-orch-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    set_environment(work)
+
+    sys.path.insert(0, str(REPO))
+    from cli.supervisor import Child, http_ok
+    from flows.deploy import apply_deployments
+    from storage.bootstrap import prepare_database
+
+    prepare_database()
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    server = Child(
+        "prefect server",
+        [
+            prefect,
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            os.environ["PREFECT_SERVER_API_PORT"],
+        ],
+        work / "server.log",
+        os.environ,
+    )
+    worker = Child(
+        "prefect worker",
+        [prefect, "worker", "start", "--pool", "sharemig", "--type", "process"],
+        work / "worker.log",
+        os.environ,
+    )
+    try:
+        server.start()
+        server.wait_healthy(http_ok(os.environ["PREFECT_API_URL"] + "/health"), 120)
+        apply_deployments()
+        worker.start()
+        from prefect import get_client
+
+        def registered() -> bool:
+            with get_client(sync_client=True) as client:
+                return bool(client.read_workers_for_work_pool("sharemig"))
+
+        wait(registered, 60, "worker", interval=0.5)
+        tree = work / "tree"
+        if not tree.exists():
+            subprocess.run(
+                [sys.executable, str(KIT / "gen_dataset.py"), str(tree), "--preset", args.preset],
+                check=True,
+                capture_output=True,
+            )
+        rows = []
+        for rep in range(args.reps):
+            first_bare = rep % 2 == 0  # alternate the order: neither always gets the warm cache
+            if first_bare:
+                bare = bare_copy(tree, work / f"bare-{rep}")
+            flow = one_migration(tree)
+            if not first_bare:
+                bare = bare_copy(tree, work / f"bare-{rep}")
+            row = {"rep": rep, "bare_s": bare, **flow}
+            rows.append(row)
+            print(
+                json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()})
+            )
+    finally:
+        worker.stop()
+        server.stop()
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k != "rep"}
+    ratio = med["flow_s"] / med["bare_s"]
+    ratio_ex = (med["flow_s"] - med["process_start_s"]) / med["bare_s"]
+    result = {
+        "preset": args.preset,
+        "reps": args.reps,
+        **{k: round(v, 3) for k, v in med.items()},
+        "ratio": round(ratio, 2),
+        "ratio_without_process_start": round(ratio_ex, 2),
+        "target": 1.10,
+    }
+    print(f"\npreset={args.preset} reps={args.reps} (medians, warm cache, same run)")
+    print("| measure | seconds |\n|---|---:|")
+    for k in ("bare_s", "flow_s", "phase1_s", "phase2_s", "process_start_s"):
+        print(f"| {k} | {med[k]:.2f} |")
+    print(f"| **ratio flow/bare** | **{ratio:.2f}** (target <= 1.10) |")
+    print(f"| ratio without flow-run process start | {ratio_ex:.2f} |")
+    out = REPO / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "orchestration.jsonl").open("a") as fh:
+        fh.write(json.dumps(result) + "\n")
+    if not args.keep and args.workdir is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
