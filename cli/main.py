@@ -6,9 +6,11 @@ from cli import (  # noqa: F401  (they register commands)
     api_cmd,
     copy_cmd,
     db_cmd,
+    demo_cmd,
     migrate_cmd,
     pools_cmd,
     token_cmd,
+    up_cmd,
 )
 from cli.app import app
 

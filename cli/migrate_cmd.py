@@ -20,9 +20,14 @@ def _prefect_env() -> None:
 
     Must run before the first `import prefect` (Prefect reads its settings at import).
     """
+    from cli.endpoints import prefect_api_url
     from storage.settings import get_settings
 
-    os.environ.setdefault("PREFECT_API_URL", f"http://127.0.0.1:{get_settings().prefect_port}/api")
+    settings = get_settings()
+    running = prefect_api_url(settings.home)  # where `up` on this data dir put it
+    os.environ.setdefault(
+        "PREFECT_API_URL", running or f"http://127.0.0.1:{settings.prefect_port}/api"
+    )
 
 
 def _ready() -> None:

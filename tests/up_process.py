@@ -1,0 +1,131 @@
+"""`sharemig up` as a real subprocess for tests (CLI and browser), the way an operator runs it.
+
+Commands run against it get a user's environment: SHAREMIG_HOME only, no PREFECT_API_URL, so
+they find the Prefect server through endpoints.json as they would in a shell.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SHAREMIG = str(Path(sys.executable).with_name("sharemig"))
+UP_START_S = 240.0
+
+
+def free_port() -> int:
+    # tests/conftest.py has the same helper, but `conftest` is a different module per directory.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def user_env(home: Path) -> dict[str, str]:
+    """A shell's environment: nothing of the test session's Prefect, SHAREMIG_HOME set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "SHAREMIG_"))}
+    env["SHAREMIG_HOME"] = str(home)
+    # Speed only (the worker picks up runs sooner); `up` passes these to its children.
+    env["PREFECT_WORKER_QUERY_SECONDS"] = "1"
+    env["PREFECT_RUNNER_POLL_FREQUENCY"] = "1"
+    return env
+
+
+def pids_of_home(home: Path) -> list[int]:
+    """Live (non-zombie) processes started with SHAREMIG_HOME=`home` in their environment."""
+    marker = f"SHAREMIG_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != b"Z" and marker in env.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+@dataclass
+class UpProcess:
+    proc: subprocess.Popen[bytes]
+    home: Path
+    log_path: Path
+    api_port: int
+    prefect_port: int
+
+    @property
+    def endpoints(self) -> dict[str, Any]:
+        return dict(json.loads((self.home / "endpoints.json").read_text()))
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def sharemig(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run a `sharemig` command as the operator would, next to this `up`."""
+        return subprocess.run(
+            [SHAREMIG, *args],
+            capture_output=True,
+            text=True,
+            env=user_env(self.home),
+            timeout=timeout,
+        )
+
+    def interrupt(self, timeout: float = 90) -> int:
+        """Ctrl-C: SIGINT to `up` alone (its children are in sessions of their own)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=timeout)
+
+
+@contextmanager
+def run_up(home: Path) -> Iterator[UpProcess]:
+    """`sharemig up --home HOME` on free ports; yields once endpoints.json is written."""
+    home.mkdir(parents=True, exist_ok=True)
+    api_port, prefect_port = free_port(), free_port()
+    log_path = home.parent / f"{home.name}-up.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                SHAREMIG,
+                "up",
+                "--home",
+                str(home),
+                "--api-port",
+                str(api_port),
+                "--prefect-port",
+                str(prefect_port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=user_env(home),
+        )
+    up = UpProcess(proc, home, log_path, api_port, prefect_port)
+    try:
+        deadline = time.monotonic() + UP_START_S
+        while not (home / "endpoints.json").exists():
+            # Not wait_for: it would keep polling a process that already exited.
+            assert proc.poll() is None, f"sharemig up exited ({proc.returncode}):\n{up.log()}"
+            assert time.monotonic() < deadline, f"no endpoints.json in {UP_START_S}s:\n{up.log()}"
+            time.sleep(0.5)
+        yield up
+    finally:
+        if proc.poll() is None:
+            try:
+                up.interrupt()
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for pid in pids_of_home(home):  # only if `up` failed at its one job
+            os.kill(pid, signal.SIGKILL)
