@@ -1,8 +1,12 @@
 """`run_copy`: plan, copy every batch in parallel, finish; what the CLI and benchmarks call.
 
-Local→local batches run in forked worker processes (per-file Python work is CPU-bound and the
+Local→local batches run in worker processes (per-file Python work is CPU-bound and the
 GIL would serialize it on threads); pairs involving another filesystem run on threads, since
 they wait on the network and in-memory filesystems must stay in this process.
+
+The workers come from a forkserver, never from a plain fork of the caller: a Prefect flow run
+has threads (API clients, log shipping, heartbeats), and a fork while one of them holds a lock
+(logging, a DB pool, the import lock) leaves the child waiting on it forever.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from storage.mover.finish import finish_copy
 from storage.mover.plan import default_job_id, pending_batches, plan_copy
 from storage.mover.progress import job_progress
 from storage.mover.results import BatchResult, CopySummary, Progress
-from storage.settings import get_settings
+from storage.settings import get_settings, reset_settings
 
 POLL_SECONDS = 0.25
 BATCH_RETRIES = 3
@@ -43,9 +47,19 @@ def _child_should_stop() -> bool:
     return bool(_stop_event is not None and _stop_event.is_set())
 
 
-def _child_init(event: Any) -> None:
+def _child_init(event: Any, env: dict[str, str]) -> None:
+    """Take the caller's `SHAREMIG_*` settings: the forkserver kept the environment it had."""
     global _stop_event
     _stop_event = event
+    for key in [k for k in os.environ if k.startswith("SHAREMIG_")]:
+        del os.environ[key]
+    os.environ.update(env)
+    reset_settings()
+    dispose_engines()
+
+
+def _sharemig_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith("SHAREMIG_")}
 
 
 def _child_copy(job_id: str, batch: int, db_url: str | None, limit: int | None) -> BatchResult:
@@ -91,13 +105,15 @@ class _Runner:
 
     def _start_pool(self) -> None:
         if self.use_processes:
-            ctx = multiprocessing.get_context("fork")
+            ctx = multiprocessing.get_context("forkserver")
+            # The server imports the mover once; each worker is then a cheap fork of it.
+            ctx.set_forkserver_preload(["storage.mover.batch"])
             self.event = ctx.Event()
-            # Children must not inherit pooled DB connections; they open their own. (With
-            # fork, every worker is started at the first submit, so this runs once.)
-            dispose_engines()
             self.pool = ProcessPoolExecutor(
-                self.workers, mp_context=ctx, initializer=_child_init, initargs=(self.event,)
+                self.workers,
+                mp_context=ctx,
+                initializer=_child_init,
+                initargs=(self.event, _sharemig_env()),
             )
         else:
             self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="sharemig-copy")
