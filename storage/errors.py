@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+# errnos that describe a condition that may clear on its own (network filesystems, busy disks).
+_TRANSIENT_ERRNOS = frozenset(
+    {errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNABORTED, errno.EAGAIN, errno.EBUSY, errno.EIO}
+)
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
 
 class SharemigError(Exception):
     """Root of every error sharemig raises on purpose."""
@@ -54,3 +64,24 @@ class CancelledError(SharemigError):
 def is_retriable(exc: BaseException) -> bool:
     """True when `exc` belongs to the retriable branch (used by Prefect retry conditions)."""
     return isinstance(exc, SharemigError) and exc.retriable
+
+
+@contextmanager
+def classified_os_errors(what: str) -> Iterator[None]:
+    """Turn an `OSError` into `TransientError`, `CapacityError` or `PermanentError`.
+
+    The message names what failed and where, so a caller (API client, operator) can act on it
+    instead of reading a bare errno.
+    """
+    try:
+        yield
+    except SharemigError:
+        raise
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        text = f"{what} failed: {exc.strerror or exc}{where}"
+        if exc.errno in _TRANSIENT_ERRNOS or isinstance(exc, TimeoutError | ConnectionError):
+            raise TransientError(text) from exc
+        if exc.errno in _FULL_ERRNOS:
+            raise CapacityError(f"{text}; free space on the pool or choose another") from exc
+        raise PermanentError(text) from exc

@@ -9,11 +9,10 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from storage.db import session_scope
-from storage.errors import PermanentError
+from storage.errors import PermanentError, classified_os_errors
 from storage.migration_lifecycle import (
     PHASE1_DONE,
     MigrationStatus,
-    classified_os_errors,
     load_migration,
     migration_ref,
     record_progress,

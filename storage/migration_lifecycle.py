@@ -8,11 +8,9 @@ The data itself moves through `storage.mover` (host-assisted) or the source pool
 
 from __future__ import annotations
 
-import errno
 import logging
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import update
@@ -25,12 +23,11 @@ from storage.errors import (
     InvalidStateError,
     NotFoundError,
     PermanentError,
-    SharemigError,
-    TransientError,
+    classified_os_errors,
 )
 from storage.models import Migration, Share, ShareInstance
 from storage.models.base import utcnow
-from storage.pools import driver_for, free_gb, get_pool, pool_ref
+from storage.pools import driver_for, free_gb, get_pool, lock_pool, pool_ref
 from storage.scheduler import fit
 from storage.shares import create_instance, delete_instance, get_share, list_snapshots
 
@@ -38,10 +35,6 @@ log = logging.getLogger(__name__)
 
 PHASE1_DONE = frozenset({"data_copying_completed", "migration_driver_phase1_done"})
 TERMINAL = frozenset({"migration_success", "migration_error", "migration_cancelled"})
-# errnos that describe a condition that may clear on its own (network filesystems, busy disks).
-_TRANSIENT_ERRNOS = frozenset(
-    {errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNABORTED, errno.EAGAIN, errno.EBUSY, errno.EIO}
-)
 
 
 @dataclass(frozen=True)
@@ -79,21 +72,6 @@ class MigrationStatus:
         if self.files_planned > 0:
             return min(100, self.files_verified * 100 // self.files_planned)
         return 100 if self.phase1_done or self.outcome == "migration_success" else 0
-
-
-@contextmanager
-def classified_os_errors(what: str) -> Iterator[None]:
-    """Turn an `OSError` into `TransientError` or `PermanentError` naming what failed."""
-    try:
-        yield
-    except SharemigError:
-        raise
-    except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        text = f"{what} failed: {exc.strerror or exc}{where}"
-        if exc.errno in _TRANSIENT_ERRNOS or isinstance(exc, TimeoutError | ConnectionError):
-            raise TransientError(text) from exc
-        raise PermanentError(text) from exc
 
 
 def load_migration(session: Session, migration_id: str) -> Migration:
@@ -177,7 +155,7 @@ def reserve_destination(migration_id: str, *, db_url: str | None = None) -> str:
             return mig.dest_instance_id
         share = get_share(s, mig.share_id)
         try:
-            pool = get_pool(s, mig.dest_host)
+            pool = lock_pool(s, mig.dest_host)
         except NotFoundError:
             raise PermanentError(
                 f"destination {mig.dest_host!r} is not a pool in the inventory; start the "

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from storage.drivers.base import PoolRef, ShareDriver
 from storage.drivers.registry import get_driver
 from storage.errors import NotFoundError
 from storage.models import Pool, Share, ShareInstance
+from storage.models.base import utcnow
 
 # Instances that hold space on their pool (a migration destination reserves it up front).
 _ALLOCATING = ("creating", "available", "migrating", "migrating_to", "error")
@@ -23,6 +24,22 @@ def get_pool(session: Session, name: str) -> Pool:
     if pool is None:
         raise NotFoundError(f"pool {name!r} is not in the inventory")
     return pool
+
+
+def lock_pool(session: Session, name: str) -> Pool:
+    """Take the pool's row lock for the rest of the transaction, then return the pool.
+
+    Whoever checks free space and then creates an instance on a pool holds this first, so two
+    transactions never both see the same free space and over-commit the pool. A write is the
+    portable lock: a row lock on PostgreSQL, the database write lock on SQLite.
+    """
+    session.execute(
+        update(Pool)
+        .where(Pool.name == name)
+        .values(updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return get_pool(session, name)
 
 
 def driver_for(session: Session, pool_name: str) -> ShareDriver:

@@ -6,9 +6,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.catalog import ensure_default_share_type, get_share_network, get_share_type
-from storage.errors import CapacityError, InvalidInputError, InvalidStateError, NotFoundError
+from storage.errors import (
+    CapacityError,
+    InvalidInputError,
+    InvalidStateError,
+    NotFoundError,
+    classified_os_errors,
+)
 from storage.models import AccessRule, ExportLocation, Share, ShareInstance, Snapshot
-from storage.pools import driver_for, free_gb, get_pool
+from storage.pools import driver_for, free_gb, lock_pool
 from storage.scheduler import fit, pick_pool
 
 BUSY_TASK_STATES = frozenset(
@@ -93,7 +99,9 @@ def create_instance(
     session.flush()
     inst.location = instance_location(inst.id)
     driver = driver_for(session, pool_name)
-    driver.create_instance(inst.location)
+    # A raw OSError would reach the API as a 500; name the pool so an operator can act.
+    with classified_os_errors(f"creating share storage on pool {pool_name}"):
+        driver.create_instance(inst.location)
     for i, path in enumerate(driver.export_locations(inst.location)):
         session.add(ExportLocation(share_instance_id=inst.id, path=path, preferred=i == 0))
     session.flush()
@@ -102,7 +110,8 @@ def create_instance(
 
 def delete_instance(session: Session, instance: ShareInstance) -> None:
     """Remove the instance's data (idempotent on the pool) and its rows."""
-    driver_for(session, instance.pool_name).delete_instance(instance.location)
+    with classified_os_errors(f"deleting share storage on pool {instance.pool_name}"):
+        driver_for(session, instance.pool_name).delete_instance(instance.location)
     session.delete(instance)
     session.flush()
 
@@ -133,13 +142,13 @@ def create_share(
     )
     if share_network_id:
         get_share_network(session, share_network_id, project_id)
-    if host:
-        pool = get_pool(session, host)
-        verdict = fit(pool, share_type, size, free_gb(session, pool), availability_zone)
-        if verdict.reason:
-            raise CapacityError(f"pool {host} cannot hold this share: {verdict.reason}")
-    else:
-        pool = pick_pool(session, share_type, size, az=availability_zone)
+    if not host:
+        host = pick_pool(session, share_type, size, az=availability_zone).name
+    # Checked again under the pool's lock: a concurrent create must not take the same space.
+    pool = lock_pool(session, host)
+    verdict = fit(pool, share_type, size, free_gb(session, pool), availability_zone)
+    if verdict.reason:
+        raise CapacityError(f"pool {host} cannot hold this share: {verdict.reason}")
     share = Share(
         project_id=project_id,
         user_id=user_id,
@@ -234,7 +243,8 @@ def create_snapshot(
     )
     session.add(snap)
     session.flush()
-    driver_for(session, inst.pool_name).create_snapshot(inst.location, snap.id)
+    with classified_os_errors(f"creating a snapshot on pool {inst.pool_name}"):
+        driver_for(session, inst.pool_name).create_snapshot(inst.location, snap.id)
     snap.status = "available"
     session.flush()
     return snap
@@ -260,7 +270,8 @@ def delete_snapshot(session: Session, snapshot_id: str, project_id: str | None =
     if share.task_state in BUSY_TASK_STATES:
         raise InvalidStateError(f"share {share.id} is migrating; its snapshots cannot change now")
     inst = active_instance(session, share)
-    driver_for(session, inst.pool_name).delete_snapshot(inst.location, snap.id)
+    with classified_os_errors(f"deleting a snapshot on pool {inst.pool_name}"):
+        driver_for(session, inst.pool_name).delete_snapshot(inst.location, snap.id)
     session.delete(snap)
     session.flush()
 
