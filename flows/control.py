@@ -38,6 +38,7 @@ __all__ = [
     "StartRequest",
     "cancel_migration",
     "complete_migration",
+    "create_run",
     "migration_progress",
     "reject_migration",
     "start_migration",
@@ -57,7 +58,7 @@ def _api_url() -> str:
     return str(PREFECT_API_URL.value() or "")
 
 
-def _create_run(migration_id: str, attempt: str) -> str:
+def create_run(migration_id: str, attempt: str) -> str:
     """Create a run of the migrate-share deployment without waiting for it to start."""
     import httpx
     from prefect.deployments import run_deployment
@@ -94,7 +95,7 @@ def start_migration(
     if migration_id is None:
         return StartOutcome(None, None, noop=True)
     try:
-        run_id = _create_run(migration_id, "start")
+        run_id = create_run(migration_id, "start")
     except TransientError as exc:
         lifecycle.abort(migration_id, "migration_error", str(exc))
         raise
@@ -164,7 +165,7 @@ def _finish_without_run(
                 client.set_flow_run_state(UUID(run_id), Cancelled(message=reason), force=True)
         lifecycle.abort(migration_id, "migration_cancelled", reason)
         return
-    new_run = _create_run(migration_id, f"resume-{run_id}")
+    new_run = create_run(migration_id, f"resume-{run_id}")
     lifecycle.record_flow_run(migration_id, new_run)
 
 

@@ -1,0 +1,97 @@
+"""Reconcile migrations with their flow runs after a crash: resume, cancel, or leave alone.
+
+Prefect marks a run `Crashed` when its process dies under a live worker, but not when the
+worker dies with it, and it runs no hook when a suspended run is cancelled from the UI. Any
+of these would leave a share in `migrating` with nobody working on it. `recover_migrations`
+finds such migrations from the database (`storage.migration_recovery` decides what to do)
+and either starts a new run, which re-enters the flow and skips finished work through the
+manifest and the migration row, or aborts the migration with the source intact.
+
+Call it when the orchestration starts (`running_are_dead=True` when this host's worker was
+the only one and has just been restarted, so any run still marked Running is a corpse), and
+whenever an operator asks (`sharemig` / the API can cancel a recovered migration as usual).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from flows.control import create_run
+from storage import migration_lifecycle as lifecycle
+from storage.errors import InvalidStateError
+from storage.migration_recovery import UnfinishedMigration, recovery_action, unfinished_migrations
+
+log = logging.getLogger(__name__)
+
+_ORPHANABLE = frozenset({"RUNNING", "PENDING", "CANCELLING"})
+
+
+@dataclass(frozen=True)
+class Recovered:
+    migration_id: str
+    share_id: str
+    run_state: str | None
+    action: str
+    new_flow_run_id: str | None = None
+
+
+def _run_state(client: Any, run_id: str | None) -> str | None:
+    from prefect.exceptions import ObjectNotFound
+
+    if run_id is None:
+        return None
+    try:
+        run = client.read_flow_run(UUID(run_id))
+    except ObjectNotFound:
+        return None
+    return None if run.state is None else str(run.state.type.value)
+
+
+def _mark_crashed(client: Any, run_id: str) -> None:
+    from prefect.states import Crashed
+
+    client.set_flow_run_state(
+        UUID(run_id),
+        Crashed(message="the worker running this flow was restarted; sharemig recovered it"),
+        force=True,
+    )
+
+
+def _apply(mig: UnfinishedMigration, state: str | None) -> Recovered:
+    action = recovery_action(mig, state)
+    new_run = None
+    if action == "cancel":
+        reason = (
+            "the flow run was cancelled in Prefect"
+            if state == "CANCELLED"
+            else "cancelled on request; its flow run had stopped"
+        )
+        try:
+            lifecycle.abort(mig.id, "migration_cancelled", reason)
+        except InvalidStateError:  # switched over already: only forward is left
+            action = "resume"
+    if action == "resume":
+        # One recovery run per dead run, however often or concurrently this is called.
+        new_run = create_run(mig.id, f"recover-{mig.flow_run_id or 'none'}")
+        lifecycle.record_flow_run(mig.id, new_run)
+    if action != "leave":
+        log.warning("migration %s (run state %s): %s", mig.id, state, action)
+    return Recovered(mig.id, mig.share_id, state, action, new_run)
+
+
+def recover_migrations(*, running_are_dead: bool = False) -> list[Recovered]:
+    """Resume or cancel every unfinished migration whose run is gone; returns what was done."""
+    from prefect import get_client
+
+    done: list[Recovered] = []
+    for mig in unfinished_migrations():
+        with get_client(sync_client=True) as client:
+            state = _run_state(client, mig.flow_run_id)
+            if running_are_dead and state in _ORPHANABLE and mig.flow_run_id:
+                _mark_crashed(client, mig.flow_run_id)
+                state = "CRASHED"
+        done.append(_apply(mig, state))
+    return done

@@ -1,0 +1,82 @@
+"""What to do with a migration whose flow run is gone: the decision, from the database's view.
+
+A worker killed mid-copy, a Prefect server restarted, a run cancelled in the Prefect UI while
+suspended (no process, so no hook ran), a shim killed between admitting a start and creating
+its run: each leaves an active migration that nothing is working on. `flows.recovery` reads
+the run states from Prefect and applies `recovery_action` to each; the database decides the
+end state, so a recovered migration reaches the same end as an undisturbed one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import select
+
+from storage.db import session_scope
+from storage.models import Migration, Share
+from storage.models.base import utcnow
+
+Action = Literal["resume", "cancel", "leave"]
+
+# Prefect state types (`StateType` values) a run may be in.
+LIVE_RUN_STATES = frozenset({"SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"})
+DEAD_RUN_STATES = frozenset({"CRASHED", "FAILED", "COMPLETED", "CANCELLED"})
+# A start creates its run right after admission; give it this long before calling it lost.
+RUN_CREATION_GRACE = timedelta(seconds=60)
+# From here the switchover may have begun: it is only ever carried forward, never undone.
+FORWARD_ONLY_STATES = frozenset({"migration_completing"})
+
+
+@dataclass(frozen=True)
+class UnfinishedMigration:
+    id: str
+    share_id: str
+    task_state: str | None
+    requested_action: str | None
+    flow_run_id: str | None
+    created_at: datetime
+
+
+def unfinished_migrations(*, db_url: str | None = None) -> list[UnfinishedMigration]:
+    """Every migration that has not reached an outcome yet, oldest first."""
+    with session_scope(db_url) as s:
+        rows = s.execute(
+            select(Migration, Share.task_state)
+            .join(Share, Share.id == Migration.share_id)
+            .where(Migration.active.is_(True), Migration.outcome.is_(None))
+            .order_by(Migration.created_at)
+        )
+        return [
+            UnfinishedMigration(
+                m.id, m.share_id, state, m.requested_action, m.flow_run_id, m.created_at
+            )
+            for m, state in rows
+        ]
+
+
+def recovery_action(
+    mig: UnfinishedMigration,
+    run_state: str | None,
+    *,
+    now: datetime | None = None,
+) -> Action:
+    """`resume` (a new run carries it on), `cancel` (abort, source intact) or `leave`.
+
+    `run_state` is the Prefect state type of the migration's run, None when there is no run.
+    A cancel request (API, CLI or the Prefect UI) is honoured unless the switchover began.
+    """
+    if run_state in LIVE_RUN_STATES:
+        return "leave"
+    if run_state is None and mig.flow_run_id is None:
+        created = mig.created_at.replace(tzinfo=None)
+        current = (now or utcnow()).replace(tzinfo=None)
+        if current - created < RUN_CREATION_GRACE:
+            return "leave"
+    if mig.task_state in FORWARD_ONLY_STATES:
+        return "resume"
+    if mig.requested_action == "cancel" or run_state == "CANCELLED":
+        return "cancel"
+    return "resume"
