@@ -96,6 +96,11 @@ class _Recorder:
     deltas: dict[str, int] = field(default_factory=dict)
     last_path: bytes | None = None
     last_flush: float = field(default_factory=time.monotonic)
+    files_verified: int = 0
+    bytes_verified: int = 0
+    recopies: int = 0
+    entries_done: int = 0
+    """Entries other than verified files (directories, links, specials)."""
     counts: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
             ("files_copied", "bytes_copied", "entries_done", "recopies", "skipped", "changed"), 0
@@ -121,18 +126,17 @@ class _Recorder:
             self.deltas[key] = self.deltas.get(key, 0) + n
 
     def verified(self, row: FileRow, digest: str, attempts: int) -> None:
-        self._add(row, DONE, src_hash=digest, dst_hash=digest, attempts=attempts)
-        self._bump(files_verified=1, bytes_verified=row.size, entries_done=1)
-        c = self.counts
-        c["files_copied"] += 1
-        c["bytes_copied"] += row.size
-        c["entries_done"] += 1
-        c["recopies"] += attempts - 1
+        # The per-file hot path: plain appends and int adds, flushed as deltas.
+        self.updates.append((DONE, digest, digest, attempts, None, row.id))
+        self.last_path = row.path
+        self.files_verified += 1
+        self.bytes_verified += row.size
+        self.recopies += attempts - 1
 
     def done(self, row: FileRow) -> None:
-        self._add(row, DONE)
-        self._bump(entries_done=1)
-        self.counts["entries_done"] += 1
+        self.updates.append((DONE, None, None, row.attempts, None, row.id))
+        self.last_path = row.path
+        self.entries_done += 1
 
     def skipped(self, row: FileRow, reason: str) -> None:
         self._add(row, SKIPPED, error=reason)
@@ -152,9 +156,22 @@ class _Recorder:
         if len(self.updates) >= FLUSH_ROWS or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
             self.flush()
 
-    def flush(self) -> None:
+    def _totals(self) -> None:
+        """Fold the hot-path ints into the counters and deltas (once per flush)."""
+        fv, bv, ed = self.files_verified, self.bytes_verified, self.entries_done
+        if fv or bv or ed:
+            self._bump(files_verified=fv, bytes_verified=bv, entries_done=fv + ed)
+            c = self.counts
+            c["files_copied"] += fv
+            c["bytes_copied"] += bv
+            c["entries_done"] += fv + ed
+            c["recopies"] += self.recopies
+            self.files_verified = self.bytes_verified = self.entries_done = self.recopies = 0
         for key, n in self.counts.items():
             setattr(self.result, key, n)
+
+    def flush(self) -> None:
+        self._totals()
         self.last_flush = time.monotonic()
         if not self.updates:
             return

@@ -37,8 +37,10 @@ MMAP_WINDOW = 64 << 20
 USE_MMAP_VERIFY = True
 _MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
+_CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _AS_ROOT = os.geteuid() == 0
 _ZEROS = memoryview(bytes(BUF_SIZE))
+_EMPTY_DIGEST = xxhash.xxh3_128_hexdigest(b"")
 R = TypeVar("R")
 
 
@@ -89,6 +91,19 @@ def syncfs(fd: int) -> None:
     if _libc.syncfs(fd) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
+
+
+@functools.cache
+def process_umask() -> int:
+    """This process's umask, read without changing it (`os.umask` would race other threads)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o777  # unknown: every file gets its explicit fchmod
 
 
 @functools.lru_cache(maxsize=64)
@@ -146,13 +161,14 @@ def _retry_create(path: bytes, create: Callable[[], R]) -> R:
     return create()
 
 
-def copy_xattrs(src: int | bytes, dst: int | bytes, lost: dict[str, int]) -> None:
+def copy_xattrs(src: int | bytes, dst: int | bytes, lost: dict[str, int]) -> bool:
+    """Copy every extended attribute; True when the source had any."""
     follow = isinstance(src, int)
     try:
         names = os.listxattr(src, follow_symlinks=follow)
     except OSError as exc:
         if exc.errno in (errno.ENOTSUP, errno.EPERM):
-            return
+            return False
         raise
     for name in names:
         try:
@@ -162,6 +178,7 @@ def copy_xattrs(src: int | bytes, dst: int | bytes, lost: dict[str, int]) -> Non
             if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EACCES, errno.ENODATA):
                 raise
             lost["xattr"] = lost.get("xattr", 0) + 1
+    return bool(names)
 
 
 def set_owner(
@@ -189,6 +206,9 @@ class LocalCopier:
     ) -> None:
         self.src_root = src_root
         self.dst_root = dst_root
+        self._src_prefix = src_root.rstrip(b"/") + b"/"
+        self._dst_prefix = dst_root.rstrip(b"/") + b"/"
+        self._umask = process_umask()
         self.buf = bytearray(BUF_SIZE)
         self.mv = memoryview(self.buf)
         self.throttle = throttle
@@ -197,10 +217,10 @@ class LocalCopier:
         self.lost: dict[str, int] = {}
 
     def src(self, rel: bytes) -> bytes:
-        return os.path.join(self.src_root, rel) if rel else self.src_root
+        return self._src_prefix + rel if rel else self.src_root
 
     def dst(self, rel: bytes) -> bytes:
-        return os.path.join(self.dst_root, rel) if rel else self.dst_root
+        return self._dst_prefix + rel if rel else self.dst_root
 
     # -- regular files -------------------------------------------------------------
     def copy_file(self, row: FileRow) -> tuple[int, str]:
@@ -210,24 +230,27 @@ class LocalCopier:
         except (FileNotFoundError, NotADirectoryError) as exc:
             raise SourceChanged("vanished") from exc
         try:
-            st = os.fstat(sfd)
-            if st.st_size != row.size or st.st_mtime_ns != row.mtime_ns:
-                raise SourceChanged("changed since the plan")
             dpath = self.dst(row.path)
-            flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-            dfd = _retry_create(dpath, lambda: os.open(dpath, flags, 0o600))
+            mode = stat.S_IMODE(row.mode)
+            # Created with its permission bits (the umask permitting), so most files need no
+            # fchmod; the descriptor is read-write whatever the bits say.
+            dfd = _retry_create(dpath, lambda: os.open(dpath, _CREATE, mode & 0o777))
             try:
                 if row.size and row.blocks * 512 < row.size:
                     digest = self._copy_sparse(sfd, dfd, row.size)
                 else:
                     digest = self._copy_dense(sfd, dfd, row.size)
+                # One fstat, after the data: a source that is not the planned file, or that
+                # changed while it was read, has another size or mtime by now.
+                st = os.fstat(sfd)
+                if st.st_size != row.size or st.st_mtime_ns != row.mtime_ns:
+                    raise SourceChanged("changed since the plan or while being copied")
                 set_owner(dfd, row.uid, row.gid, self.lost, True)
-                copy_xattrs(sfd, dfd, self.lost)
-                os.fchmod(dfd, stat.S_IMODE(row.mode))
+                # ACLs rewrite the group bits and chown clears setuid/setgid: then the mode is
+                # set again, after them.
+                if copy_xattrs(sfd, dfd, self.lost) or mode & ~0o777 or mode & self._umask:
+                    os.fchmod(dfd, mode)
                 os.utime(dfd, ns=(st.st_atime_ns, row.mtime_ns))
-                after = os.fstat(sfd)
-                if after.st_size != st.st_size or after.st_mtime_ns != st.st_mtime_ns:
-                    raise SourceChanged("changed while being copied")
             except BaseException:
                 os.close(dfd)
                 raise
@@ -247,6 +270,8 @@ class LocalCopier:
 
     def _copy_dense(self, sfd: int, dfd: int, size: int) -> str:
         mv, buf = self.mv, [self.mv]
+        if size == 0:
+            return _EMPTY_DIGEST
         if size <= BUF_SIZE:
             # The common case: one read, one one-shot hash, one write.
             n = os.readv(sfd, buf)

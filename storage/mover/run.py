@@ -1,71 +1,27 @@
 """`run_copy`: plan, copy every batch in parallel, finish; what the CLI and benchmarks call.
 
-Local→local batches run in worker processes (per-file Python work is CPU-bound and the
-GIL would serialize it on threads); pairs involving another filesystem run on threads, since
-they wait on the network and in-memory filesystems must stay in this process.
-
-The workers come from a forkserver, never from a plain fork of the caller: a Prefect flow run
-has threads (API clients, log shipping, heartbeats), and a fork while one of them holds a lock
-(logging, a DB pool, the import lock) leaves the child waiting on it forever.
+Batches run on a `BatchPool` (processes for local pairs, threads otherwise), started while
+the walk still goes on.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import time
 from collections.abc import Callable
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    Executor,
-    Future,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-    wait,
-)
-from typing import Any
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 
-from storage.db import dispose_engines
 from storage.errors import CancelledError, SharemigError, TransientError
 from storage.mover.batch import copy_batch
-from storage.mover.endpoints import open_endpoint
+from storage.mover.endpoints import normalize_url
 from storage.mover.finish import finish_copy
 from storage.mover.plan import default_job_id, pending_batches, plan_copy
+from storage.mover.pool import POLL_SECONDS, BatchPool, open_pool
 from storage.mover.progress import job_progress
 from storage.mover.results import BatchResult, CopySummary, Progress
-from storage.settings import get_settings, reset_settings
 
-POLL_SECONDS = 0.25
 BATCH_RETRIES = 3
 MAX_ROUNDS = 3
 """Plan/copy rounds when source files change under the copy (each round re-plans)."""
-
-_stop_event: Any = None
-
-
-def _child_should_stop() -> bool:
-    return bool(_stop_event is not None and _stop_event.is_set())
-
-
-def _child_init(event: Any, env: dict[str, str]) -> None:
-    """Take the caller's `SHAREMIG_*` settings: the forkserver kept the environment it had."""
-    global _stop_event
-    _stop_event = event
-    for key in [k for k in os.environ if k.startswith("SHAREMIG_")]:
-        del os.environ[key]
-    os.environ.update(env)
-    reset_settings()
-    dispose_engines()
-
-
-def _sharemig_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith("SHAREMIG_")}
-
-
-def _child_copy(job_id: str, batch: int, db_url: str | None, limit: int | None) -> BatchResult:
-    return copy_batch(
-        job_id, batch, db_url=db_url, should_stop=_child_should_stop, bandwidth_limit=limit
-    )
 
 
 class _Runner:
@@ -73,24 +29,18 @@ class _Runner:
         self,
         job_id: str,
         db_url: str | None,
-        workers: int,
-        use_processes: bool,
+        pool: BatchPool,
         progress: Callable[[Progress], None] | None,
         should_stop: Callable[[], bool] | None,
-        bandwidth_limit: int | None,
     ) -> None:
         self.job_id = job_id
         self.db_url = db_url
-        self.workers = workers
-        self.use_processes = use_processes
+        self.pool = pool
         self.progress = progress
         self.should_stop = should_stop
-        self.limit = bandwidth_limit // workers if bandwidth_limit else None
         self.best_percent = 0
         self.results: list[BatchResult] = []
         self.errors: list[str] = []
-        self.pool: Executor | None = None
-        self.event: Any = None
         self.running: dict[Future[BatchResult], tuple[int, int]] = {}
         self.submitted: set[int] = set()
 
@@ -103,36 +53,8 @@ class _Runner:
         p.percent = self.best_percent
         self.progress(p)
 
-    def _start_pool(self) -> None:
-        if self.use_processes:
-            ctx = multiprocessing.get_context("forkserver")
-            # The server imports the mover once; each worker is then a cheap fork of it.
-            ctx.set_forkserver_preload(["storage.mover.batch"])
-            self.event = ctx.Event()
-            self.pool = ProcessPoolExecutor(
-                self.workers,
-                mp_context=ctx,
-                initializer=_child_init,
-                initargs=(self.event, _sharemig_env()),
-            )
-        else:
-            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="sharemig-copy")
-
     def _submit_one(self, batch: int, attempt: int) -> None:
-        if self.pool is None:
-            self._start_pool()
-        assert self.pool is not None
-        if self.use_processes:
-            fut = self.pool.submit(_child_copy, self.job_id, batch, self.db_url, self.limit)
-        else:
-            fut = self.pool.submit(
-                copy_batch,
-                self.job_id,
-                batch,
-                db_url=self.db_url,
-                should_stop=self.should_stop,
-                bandwidth_limit=self.limit,
-            )
+        fut = self.pool.submit(self.job_id, batch, db_url=self.db_url, should_stop=self.should_stop)
         self.running[fut] = (batch, attempt)
 
     def submit(self, batches: list[int]) -> None:
@@ -141,7 +63,7 @@ class _Runner:
             if batch in self.submitted:
                 continue
             self.submitted.add(batch)
-            if self.workers <= 1:
+            if self.pool.workers <= 1:
                 self._inline(batch)
             else:
                 self._submit_one(batch, 1)
@@ -156,15 +78,13 @@ class _Runner:
                     if self._collect(fut, batch, attempt):
                         self._submit_one(batch, attempt + 1)
                 if self.should_stop is not None and self.should_stop():
-                    if self.event is not None:
-                        self.event.set()
+                    self.pool.stop()
                     for fut in self.running:
                         fut.cancel()
                 self.report()
-        finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=True, cancel_futures=True)
-                self.pool = None
+        except BaseException:
+            self.pool.close(cancel=True)
+            raise
         if self.should_stop is not None and self.should_stop():
             raise CancelledError("copy stopped on request")
 
@@ -178,7 +98,7 @@ class _Runner:
                         batch,
                         db_url=self.db_url,
                         should_stop=self.should_stop,
-                        bandwidth_limit=self.limit,
+                        bandwidth_limit=self.pool.limit,
                     )
                 )
             except CancelledError:
@@ -222,29 +142,21 @@ def run_copy(
     same job (verified files are not copied again) and syncs what changed since."""
     started = time.perf_counter()
     job_id = job_id or default_job_id(source_url, dest_url)
-    source, dest = open_endpoint(source_url), open_endpoint(dest_url)
-    use_processes = source.local and dest.local and hasattr(os, "fork")
-    if workers is None:
-        settings = get_settings()
-        workers = (
-            min(settings.copy_workers, os.cpu_count() or 1)
-            if use_processes
-            else (settings.copy_workers)
-        )
-    if bandwidth_limit is None:
-        bandwidth_limit = get_settings().bandwidth_limit_bytes
-    runner = _Runner(job_id, db_url, workers, use_processes, progress, should_stop, bandwidth_limit)
-    summary = CopySummary(job_id=job_id, source_url=source.url, dest_url=dest.url)
+    pool = open_pool(source_url, dest_url, workers=workers, bandwidth_limit=bandwidth_limit)
+    source_url, dest_url = normalize_url(source_url), normalize_url(dest_url)
+    summary = CopySummary(job_id=job_id, source_url=source_url, dest_url=dest_url)
     changed = 0
-    for _ in range(MAX_ROUNDS):
-        first = len(runner.results)
-        runner.submitted.clear()
-        plan_copy(job_id, source.url, dest.url, db_url=db_url, on_batches=runner.submit)
-        runner.submit(pending_batches(job_id, db_url=db_url))
-        runner.drain()
-        changed = sum(r.changed for r in runner.results[first:])
-        if not changed:
-            break
+    with pool:
+        runner = _Runner(job_id, db_url, pool, progress, should_stop)
+        for _ in range(MAX_ROUNDS):
+            first = len(runner.results)
+            runner.submitted.clear()
+            plan_copy(job_id, source_url, dest_url, db_url=db_url, on_batches=runner.submit)
+            runner.submit(pending_batches(job_id, db_url=db_url))
+            runner.drain()
+            changed = sum(r.changed for r in runner.results[first:])
+            if not changed:
+                break
     fin = finish_copy(job_id, db_url=db_url)
     runner.report()
     p = job_progress(job_id, db_url=db_url)

@@ -1,0 +1,213 @@
+"""`BatchPool`: where `copy_batch` runs, shared by `run_copy` and the migration flow's tasks.
+
+Local→local batches run in worker processes (per-file Python work is CPU-bound and the GIL
+would serialize it on threads); pairs involving another filesystem run on threads, since they
+wait on the network and in-memory filesystems must stay in this process.
+
+Workers are forked only from a process with no other thread. A Prefect flow run has threads
+(API clients, log shipping, heartbeats), and a fork while one of them holds a lock (logging, a
+DB pool, the import lock) leaves the child waiting on it forever, so there the workers come
+from a forkserver that imported the mover once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from contextlib import contextmanager
+from typing import Any
+
+from storage.db import dispose_engines
+from storage.mover.batch import copy_batch
+from storage.mover.endpoints import open_endpoint
+from storage.mover.results import BatchResult
+from storage.settings import get_settings, reset_settings
+
+POLL_SECONDS = 0.25
+
+_stop_event: Any = None
+
+
+def _child_should_stop() -> bool:
+    return bool(_stop_event is not None and _stop_event.is_set())
+
+
+def _child_init(event: Any, env: dict[str, str]) -> None:
+    """Take the caller's `SHAREMIG_*` settings: a forkserver kept the environment it had."""
+    global _stop_event
+    _stop_event = event
+    for key in [k for k in os.environ if k.startswith("SHAREMIG_")]:
+        del os.environ[key]
+    os.environ.update(env)
+    reset_settings()
+    dispose_engines()
+
+
+def _child_copy(job_id: str, batch: int, db_url: str | None, limit: int | None) -> BatchResult:
+    return copy_batch(
+        job_id, batch, db_url=db_url, should_stop=_child_should_stop, bandwidth_limit=limit
+    )
+
+
+def _process_context() -> Any:
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        # Nothing else runs here, so a fork is safe, and it costs no interpreter start-up.
+        return multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["storage.mover.pool", *_main_preload()])
+    return ctx
+
+
+def _main_preload() -> list[str]:
+    """Have the forkserver import the caller's main module once: each new worker re-runs it
+    (as `__mp_main__`), and a Prefect flow run's main is `prefect.engine`, whose imports would
+    otherwise cost every worker seconds."""
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name and name != "__main__" and not name.endswith(".__main__"):
+        return [name]
+    return ["__main__"] if getattr(main, "__file__", None) else []
+
+
+class BatchPool:
+    """Runs `copy_batch` calls on `workers` processes (local pairs) or threads (the others).
+
+    A process pool's workers share one stop event: `stop()` makes every running batch stop at
+    its next file boundary (with CancelledError); the pool is for one copy job or migration.
+    """
+
+    def __init__(
+        self, workers: int, *, processes: bool, bandwidth_limit: int | None = None
+    ) -> None:
+        self.workers = max(1, workers)
+        self.processes = processes
+        self.limit = bandwidth_limit // self.workers if bandwidth_limit else None
+        self._pool: Executor | None = None
+        self._event: Any = None
+        self._lock = threading.Lock()
+
+    def _executor(self) -> Executor:
+        with self._lock:
+            if self._pool is None:
+                if self.processes:
+                    ctx = _process_context()
+                    # Children open their own DB connections, never the caller's.
+                    dispose_engines()
+                    self._event = ctx.Event()
+                    env = {k: v for k, v in os.environ.items() if k.startswith("SHAREMIG_")}
+                    self._pool = ProcessPoolExecutor(
+                        self.workers,
+                        mp_context=ctx,
+                        initializer=_child_init,
+                        initargs=(self._event, env),
+                    )
+                else:
+                    self._pool = ThreadPoolExecutor(
+                        self.workers, thread_name_prefix="sharemig-copy"
+                    )
+            return self._pool
+
+    def submit(
+        self,
+        job_id: str,
+        batch: int,
+        *,
+        db_url: str | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Future[BatchResult]:
+        """Start one batch. `should_stop` reaches thread workers only; for processes, the
+        caller polls and calls `stop()` (see `run`)."""
+        pool = self._executor()
+        if self.processes:
+            return pool.submit(_child_copy, job_id, batch, db_url, self.limit)
+        return pool.submit(
+            copy_batch,
+            job_id,
+            batch,
+            db_url=db_url,
+            should_stop=should_stop,
+            bandwidth_limit=self.limit,
+        )
+
+    def run(
+        self,
+        job_id: str,
+        batch: int,
+        *,
+        db_url: str | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> BatchResult:
+        """Copy one batch on the pool and wait for it; a `should_stop` turning true stops it."""
+        fut = self.submit(job_id, batch, db_url=db_url, should_stop=should_stop)
+        while True:
+            done, _ = wait_futures([fut], timeout=POLL_SECONDS)
+            if done:
+                return fut.result()
+            if should_stop is not None and should_stop():
+                self.stop()
+
+    def stop(self) -> None:
+        if self._event is not None:
+            self._event.set()
+
+    def close(self, *, cancel: bool = False) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=cancel)
+
+    def __enter__(self) -> BatchPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(cancel=exc[0] is not None)
+
+
+def open_pool(
+    source_url: str,
+    dest_url: str,
+    *,
+    workers: int | None = None,
+    bandwidth_limit: int | None = None,
+) -> BatchPool:
+    """The pool for copying `source_url` to `dest_url`: processes (at most one per core) for
+    local pairs, `settings.copy_workers` threads otherwise."""
+    settings = get_settings()
+    processes = open_endpoint(source_url).local and open_endpoint(dest_url).local
+    processes = processes and hasattr(os, "fork")
+    if workers is None:
+        workers = settings.copy_workers
+        if processes:
+            workers = min(workers, os.cpu_count() or 1)
+    if bandwidth_limit is None:
+        bandwidth_limit = settings.bandwidth_limit_bytes
+    return BatchPool(workers, processes=processes, bandwidth_limit=bandwidth_limit)
+
+
+_shared: dict[str, BatchPool] = {}
+_shared_lock = threading.Lock()
+
+
+@contextmanager
+def shared_pool(key: str, pool: BatchPool) -> Iterator[BatchPool]:
+    """Make `pool` findable by `key` (`pool_for`) in this process while the block runs, so
+    tasks that only receive ids (a flow's copy-batch tasks) submit to the flow's one pool."""
+    with _shared_lock:
+        _shared[key] = pool
+    try:
+        with pool:
+            yield pool
+    finally:
+        with _shared_lock:
+            if _shared.get(key) is pool:
+                del _shared[key]
+
+
+def pool_for(key: str) -> BatchPool | None:
+    with _shared_lock:
+        return _shared.get(key)
