@@ -59,6 +59,14 @@ def sharemig_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.delenv("SHAREMIG_DATABASE_URL", raising=False)
     monkeypatch.delenv("SHAREMIG_POOLS_FILE", raising=False)
     reset_settings()
-    yield home
+    from pg_kit import fresh_pg_database, postgres_requested
+
+    if not postgres_requested():
+        yield home
+    else:  # the same tests against PostgreSQL (.ci/run's PostgreSQL step)
+        with fresh_pg_database() as url:
+            monkeypatch.setenv("SHAREMIG_DATABASE_URL", url)
+            reset_settings()
+            yield home
     dispose_engines()
     reset_settings()

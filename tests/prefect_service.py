@@ -123,7 +123,7 @@ def service_home(session_dir: Path) -> Path:
         if pool["name"] != "sharemig@localfs#broken":
             Path(pool["url"].removeprefix("file://")).mkdir(parents=True, exist_ok=True)
     (home / "pools.yaml").write_text(yaml.safe_dump(inventory, sort_keys=False))
-    url = f"sqlite:///{home / 'sharemig.db'}"
+    url = _service_db_url(home)
     upgrade(url)
     with session_scope(url) as s:
         sync_inventory(s, parse_inventory(yaml.safe_dump(inventory)))
@@ -131,10 +131,17 @@ def service_home(session_dir: Path) -> Path:
     return home
 
 
+def _service_db_url(home: Path) -> str:
+    """SQLite in the data dir; in .ci/run's PostgreSQL step, the database it names."""
+    return os.environ.get("SHAREMIG_TEST_SERVICE_DB_URL") or f"sqlite:///{home / 'sharemig.db'}"
+
+
 def _service_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["SHAREMIG_HOME"] = str(home)
     env.pop("SHAREMIG_DATABASE_URL", None)
+    if os.environ.get("SHAREMIG_TEST_SERVICE_DB_URL"):
+        env["SHAREMIG_DATABASE_URL"] = os.environ["SHAREMIG_TEST_SERVICE_DB_URL"]
     env.pop("SHAREMIG_POOLS_FILE", None)
     # Small batches so a copy spans many tasks (and a cancel can land mid-copy).
     env["SHAREMIG_BATCH_MAX_FILES"] = "64"

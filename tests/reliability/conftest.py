@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from reliability_kit import PG_URL_ENV, fresh_pg_database
+from pg_kit import PG_URL_ENV, fresh_pg_database
 
 LEDGER_ENV = "SHAREMIG_RELIABILITY_LEDGER"
 _ledger: list[dict[str, Any]] = []

@@ -7,9 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import xxhash
@@ -17,7 +14,6 @@ import xxhash
 BENCH_KIT = Path(
     os.environ.get("SHAREMIG_BENCH_KIT", Path(__file__).resolve().parents[3] / "shared" / "bench")
 )
-PG_URL_ENV = "SHAREMIG_TEST_PG_URL"
 
 
 Content = dict[str, tuple[str, int]]
@@ -67,28 +63,6 @@ def treecmp(a: Path, b: Path) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
     )
-
-
-@contextmanager
-def fresh_pg_database() -> Iterator[str]:
-    """A new, empty database on the server at $SHAREMIG_TEST_PG_URL; dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    admin_url = make_url(os.environ[PG_URL_ENV])
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        from storage.db import dispose_engines
-
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def new_share(pool: str, size: int = 1) -> tuple[str, Path]:

@@ -16,7 +16,9 @@ from storage.inventory import parse_inventory, sync_inventory
 
 @pytest.fixture
 def db_url(sharemig_home: Path) -> str:
-    url = f"sqlite:///{sharemig_home / 'sharemig.db'}"
+    from storage.settings import get_settings
+
+    url = get_settings().db_url  # SQLite under sharemig_home, or PostgreSQL in that CI step
     upgrade(url)
     return url
 
