@@ -12,6 +12,7 @@ from uuid import UUID
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture, as_completed, wait
 
+from storage.migration_copy import copy_pool
 from storage.migration_lifecycle import MigrationStatus, status
 from storage.settings import get_settings
 from tasks import migration_steps as steps
@@ -53,14 +54,17 @@ def copy_batches(
     limit = max(1, get_settings().copy_workers)
     queue = deque(batches)
     running: set[PrefectFuture[MigrationStatus]] = set()
-    try:
-        while queue or running:
-            while queue and len(running) < limit:
-                running.add(steps.copy_batch.submit(migration_id, queue.popleft(), stoppable))
-            for done in as_completed(list(running)):
-                running.discard(done)
-                artifact.update(done.result())
-                break
-    finally:
-        if running:
-            wait(list(running))
+    # The tasks' threads hand their batches to one pool of worker processes (local pairs),
+    # so the copy inside the flow runs with the bare mover's parallelism.
+    with copy_pool(migration_id):
+        try:
+            while queue or running:
+                while queue and len(running) < limit:
+                    running.add(steps.copy_batch.submit(migration_id, queue.popleft(), stoppable))
+                for done in as_completed(list(running)):
+                    running.discard(done)
+                    artifact.update(done.result())
+                    break
+        finally:
+            if running:
+                wait(list(running))

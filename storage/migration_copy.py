@@ -6,6 +6,9 @@ by the database: task_state says which steps are done, the mover's manifest whic
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy.orm import Session
 
 from storage.db import session_scope
@@ -137,17 +140,36 @@ def host_plan(
     return list(pending_batches(job_id, db_url=db_url))
 
 
+@contextmanager
+def copy_pool(migration_id: str, *, db_url: str | None = None) -> Iterator[None]:
+    """While the block runs, `host_copy_batch` calls in this process copy on one `BatchPool`
+    (worker processes for local pairs, like `run_copy`) instead of their own thread."""
+    from storage.mover.pool import open_pool, shared_pool
+
+    with session_scope(db_url) as s:
+        mig = load_migration(s, migration_id)
+        job_id = mig.copy_job_id or mig.id
+        src, dst = _copy_urls(s, mig)
+    with shared_pool(job_id, open_pool(src, dst)):
+        yield
+
+
 def host_copy_batch(
     migration_id: str, batch: int, *, stoppable: bool = True, db_url: str | None = None
 ) -> MigrationStatus:
     """Copy and verify one manifest batch; a recorded cancel stops it at a file boundary."""
     from storage.mover import copy_batch
+    from storage.mover.pool import pool_for
 
     with session_scope(db_url) as s:
         job_id = load_migration(s, migration_id).copy_job_id or migration_id
     stop = stop_requested(migration_id, db_url=db_url) if stoppable else None
+    pool = pool_for(job_id)
     with classified_os_errors(f"copying batch {batch}"):
-        copy_batch(job_id, batch, db_url=db_url, should_stop=stop)
+        if pool is None:
+            copy_batch(job_id, batch, db_url=db_url, should_stop=stop)
+        else:
+            pool.run(job_id, batch, db_url=db_url, should_stop=stop)
     return sync_copy_progress(migration_id, db_url=db_url)
 
 
