@@ -25,21 +25,20 @@ from storage.errors import (
     SharemigError,
     TransientError,
 )
-from storage.models.manifest import CopyJob
 from storage.mover.endpoints import Endpoint, open_endpoint
 from storage.mover.fsspec_copy import StreamCopier
 from storage.mover.local_copy import FileRow, LocalCopier, SourceChanged, ram_backed, syncfs
 from storage.mover.plan import CHANGED, DONE, FAILED, PLANNED, SKIPPED, J, T, display_path
 from storage.mover.results import BatchResult
-from storage.mover.sql import executemany
+from storage.mover.sql import executemany, fetchall
 from storage.mover.throttle import Throttle
 from storage.mover.walk import DIR, FILE, SYMLINK
 from storage.settings import get_settings
 
 FLUSH_SECONDS = 1.0
 FLUSH_ROWS = 1000
-VERIFY_GROUP_FILES = 128
-VERIFY_GROUP_BYTES = 128 << 20
+VERIFY_GROUP_FILES = 256
+VERIFY_GROUP_BYTES = 256 << 20
 """Files written between two verify passes (each pass starts with one `syncfs`)."""
 
 TRANSIENT_ERRNOS = frozenset(
@@ -195,28 +194,37 @@ def _classify(exc: OSError, row: FileRow) -> SharemigError | None:
     return None
 
 
+_LOAD = (
+    f"SELECT {', '.join(_ROW_COLS)} FROM manifest_entries "
+    "WHERE job_id = ? AND batch = ? AND state = ? ORDER BY id"
+)
+
+
+def _row(r: Any) -> FileRow:
+    row = FileRow(*r)
+    # Some drivers hand binary columns back as memoryview; paths are bytes in the mover.
+    if not isinstance(row.path, bytes):
+        row.path = bytes(row.path)
+    if row.link_target is not None and not isinstance(row.link_target, bytes):
+        row.link_target = bytes(row.link_target)
+    return row
+
+
 def _load(
     job_id: str, batch: int, db_url: str | None
 ) -> tuple[Endpoint, Endpoint, list[FileRow], int]:
     with session_scope(db_url) as session:
-        job = session.get(CopyJob, job_id)
-        if job is None:
+        urls = session.execute(select(J.c.source_url, J.c.dest_url).where(J.c.id == job_id)).first()
+        if urls is None:
             raise NotFoundError(f"copy job {job_id} not found")
-        rows = [
-            FileRow(*r)
-            for r in session.execute(
-                select(*(T.c[c] for c in _ROW_COLS))
-                .where(T.c.job_id == job_id, T.c.batch == batch, T.c.state == PLANNED)
-                .order_by(T.c.id)
-            )
-        ]
+        # Plain DB-API rows: result processing cost more than the query for a big batch.
+        rows = [_row(r) for r in fetchall(session, _LOAD, (job_id, batch, PLANNED))]
         already = session.scalar(
             select(func.count()).where(
                 T.c.job_id == job_id, T.c.batch == batch, T.c.state == DONE, T.c.kind == FILE
             )
         )
-        source_url, dest_url = job.source_url, job.dest_url
-    return open_endpoint(source_url), open_endpoint(dest_url), rows, int(already or 0)
+    return open_endpoint(urls[0]), open_endpoint(urls[1]), rows, int(already or 0)
 
 
 @contextmanager

@@ -17,6 +17,7 @@ import mmap
 import os
 import shutil
 import stat
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -192,6 +193,17 @@ def set_owner(
         lost["owner"] = lost.get("owner", 0) + 1
 
 
+_buffers = threading.local()
+
+
+def _thread_buffer() -> memoryview:
+    """This thread's copy buffer, allocated once (a batch is too short to pay for a new one)."""
+    mv: memoryview | None = getattr(_buffers, "mv", None)
+    if mv is None:
+        mv = _buffers.mv = memoryview(bytearray(BUF_SIZE))
+    return mv
+
+
 class LocalCopier:
     """Copies entries of one batch between two local roots; one instance per thread."""
 
@@ -209,8 +221,7 @@ class LocalCopier:
         self._src_prefix = src_root.rstrip(b"/") + b"/"
         self._dst_prefix = dst_root.rstrip(b"/") + b"/"
         self._umask = process_umask()
-        self.buf = bytearray(BUF_SIZE)
-        self.mv = memoryview(self.buf)
+        self.mv = _thread_buffer()
         self.throttle = throttle
         self.should_stop = should_stop
         self.verify_from_device = verify_from_device

@@ -12,14 +12,22 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 
+def _native(session: Session, sql: str) -> str:
+    style = session.connection().dialect.paramstyle
+    if style in ("format", "pyformat"):
+        return sql.replace("?", "%s")
+    if style != "qmark":
+        raise NotImplementedError(f"paramstyle {style} is not supported for bulk statements")
+    return sql
+
+
+def fetchall(session: Session, sql: str, params: Sequence[Any]) -> list[Any]:
+    """Rows of `sql` (written with `?` placeholders) as plain DB-API tuples."""
+    return list(session.connection().exec_driver_sql(_native(session, sql), tuple(params)))
+
+
 def executemany(session: Session, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     """Run `sql` (written with `?` placeholders) once per row, in the session's transaction."""
     if not rows:
         return
-    conn = session.connection()
-    style = conn.dialect.paramstyle
-    if style in ("format", "pyformat"):
-        sql = sql.replace("?", "%s")
-    elif style != "qmark":
-        raise NotImplementedError(f"paramstyle {style} is not supported for bulk writes")
-    conn.exec_driver_sql(sql, list(rows))
+    session.connection().exec_driver_sql(_native(session, sql), list(rows))

@@ -77,9 +77,10 @@ def walk_local(root: bytes) -> Iterator[WalkEntry]:
     while stack:
         rel_dir = stack.pop()
         children: list[bytes] = []
+        prefix = rel_dir + b"/" if rel_dir else b""
         with os.scandir(os.path.join(root, rel_dir) if rel_dir else root) as it:
             for de in it:
-                rel = os.path.join(rel_dir, de.name) if rel_dir else de.name
+                rel = prefix + de.name
                 try:
                     entry = _local_entry(rel, de.path, de.stat(follow_symlinks=False))
                 except FileNotFoundError:
