@@ -75,6 +75,10 @@ def _plan(rng: random.Random, scale: float) -> list[tuple[str, int, bool]]:
     def n(count: int) -> int:
         return max(1, round(count * scale))
 
+    def big(size_kib: int) -> int:
+        # The few large files shrink with a small scale too (the bytes are mostly theirs).
+        return max(1, round(size_kib * min(scale, 1.0)))
+
     files: list[tuple[str, int, bool]] = []
 
     def add(path: str, low_kib: int, high_kib: int, text: bool) -> None:
@@ -89,7 +93,7 @@ def _plan(rng: random.Random, scale: float) -> list[tuple[str, int, bool]]:
             add(f"{base}/docs/chapter-{i:02d}.md", 2, 40, True)
         for i in range(n(6)):
             add(f"{base}/data/samples-{i:02d}.csv", 50, 400, True)
-        add(f"{base}/data/model.bin", 1024, 3072, False)
+        add(f"{base}/data/model.bin", big(1024), big(3072), False)
     for user in _USERS:
         for i in range(n(10)):
             add(f"home/{user}/Documents/note-{i:02d}.txt", 1, 16, True)
@@ -100,14 +104,14 @@ def _plan(rng: random.Random, scale: float) -> list[tuple[str, int, bool]]:
         for q in range(1, 5):
             for i in range(n(3)):
                 add(f"shared/reports/{year}/Q{q}/report-{i}.pdf", 80, 600, False)
-    add("shared/archive/backup-2024.tar.gz", 4096, 4096, False)
+    add("shared/archive/backup-2024.tar.gz", big(4096), big(4096), False)
     add("shared/README.txt", 2, 2, True)
     return files
 
 
 def write_demo_tree(root: Path, *, seed: int = 8, scale: float = 1.0) -> TreeStats:
-    """Fill `root` (a share's directory) and return what was written. About 300 files and
-    25 MiB at scale 1; `scale` multiplies the file counts."""
+    """Fill `root` (a share's directory) and return what was written: about 270 files and
+    45 MiB at scale 1; `scale` multiplies the file counts (and, below 1, the large files)."""
     rng = random.Random(seed)
     now = time.time()
     total = 0

@@ -128,7 +128,8 @@ def up(
     for key, value in stack.environment().items():
         if key.startswith(("PREFECT_", "SHAREMIG_")) and key != "SHAREMIG_UP_RUN":
             os.environ[key] = value
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    # SIGINT too: a shell starts background jobs with SIGINT ignored, and `kill -INT` must work.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _interrupt)
     code = _run(stack)
     raise typer.Exit(code)

@@ -4,6 +4,7 @@ each one is judged healthy. The command (`cli/up_cmd.py`) only parses flags and 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import socket
@@ -13,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 from uuid import uuid4
 
 import httpx
@@ -68,19 +70,28 @@ class Stack:
         self.prefect_url = self.prefect_api_url.removesuffix("/api")
         self.api_url = f"http://{host}:{opts.api_port}"
         self.logs = opts.home / "logs"
+        self._lock: IO[str] | None = None
 
     # ---- before anything starts -------------------------------------------------------
 
     def refusal(self) -> str | None:
-        """Why this `up` must not start (another one runs, a port is taken), or None."""
+        """Why this `up` must not start (another one runs, a port is taken), or None.
+
+        Holds the data dir's lock from here on, so two `up`s started at the same instant on
+        one data dir cannot both pass.
+        """
+        self._lock = (self.opts.home / "up.lock").open("w")
         try:
-            other = read_endpoints(self.opts.home)
-        except NotFoundError:
-            other = None
-        if other is not None and other.pid != os.getpid() and _is_sharemig_up(other.pid):
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                other = read_endpoints(self.opts.home)
+                where = f" (pid {other.pid}; Prefect UI {other.prefect_url}, API {other.api_url})"
+            except NotFoundError:
+                where = ""
             return (
-                f"`sharemig up` is already running on {self.opts.home} (pid {other.pid}): "
-                f"Prefect UI {other.prefect_url}, API {other.api_url}. Stop it first (Ctrl-C)."
+                f"`sharemig up` is already running on {self.opts.home}{where}; "
+                "stop it first (Ctrl-C), or use another --home"
             )
         wanted = [("API shim", "--api-port", self.opts.api_port)]
         if self.opts.external_prefect_api_url is None:
@@ -249,11 +260,3 @@ class Stack:
 
 def _since(t0: float) -> str:
     return f"{time.monotonic() - t0:.1f} s"
-
-
-def _is_sharemig_up(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"up" in cmdline and any(b"sharemig" in part for part in cmdline)

@@ -20,6 +20,8 @@ from up_process import SHAREMIG, UpProcess, pids_of_home, run_up, user_env
 
 from cli.demo_tree import write_demo_tree
 
+SCALE = 0.3  # ~90 files, 14 MiB: the same tree shape as the default demo, in less CI time
+
 
 @pytest.fixture(scope="module")
 def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpProcess]:
@@ -97,7 +99,7 @@ def test_up_publishes_its_endpoints_and_refuses_a_second_up(up: UpProcess, tmp_p
 def test_demo_waits_for_approval_and_the_cli_approval_finishes_it(
     up: UpProcess, tmp_path: Path
 ) -> None:
-    demo = up.sharemig("demo")
+    demo = up.sharemig("demo", "--scale", str(SCALE))
     out = " ".join(demo.stdout.split())
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "waiting for approval" in out
@@ -117,7 +119,7 @@ def test_demo_waits_for_approval_and_the_cli_approval_finishes_it(
         export = admin.get(f"/shares/{share_id}/export_locations").json()["export_locations"]
     moved = Path(export[0]["path"].split(":", 1)[1])
     expected = tmp_path / "expected"
-    stats = write_demo_tree(expected)
+    stats = write_demo_tree(expected, scale=SCALE)
     assert _tree(moved) == _tree(expected) and len(_tree(moved)) == stats.files
     listed = json.loads(up.sharemig("shares", "--json").stdout)
     assert any(r["id"] == share_id and r["task_state"] == "migration_success" for r in listed)
@@ -141,7 +143,7 @@ def test_ctrl_c_stops_every_process_a_running_flow_included(up: UpProcess) -> No
         share_id, source = share.json()["share"]["id"], share.json()["share"]["host"]
         export = admin.get(f"/shares/{share_id}/export_locations").json()["export_locations"]
         pools = [p["name"] for p in admin.get("/scheduler-stats/pools").json()["pools"]]
-    write_demo_tree(Path(export[0]["path"].split(":", 1)[1]))
+    write_demo_tree(Path(export[0]["path"].split(":", 1)[1]), scale=SCALE)
     dest = next(p for p in pools if p != source and "localfs" in p)
     started = up.sharemig("migrate", share_id, dest, "--force-host-assisted", "--json")
     assert started.returncode == 0, started.stderr
