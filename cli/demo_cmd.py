@@ -85,13 +85,14 @@ def _destination(pools: list[dict[str, Any]], source: str, wanted: str | None) -
     return next((n for n in others if driver[n] == driver.get(source)), others[0])
 
 
-def _flow_run_id(share_id: str) -> str | None:
-    """The migration's Prefect run, from sharemig's database (same SHAREMIG_HOME as `up`)."""
+def _flow_run_id(ep: Endpoints, share_id: str) -> str | None:
+    """The migration's Prefect run, from sharemig's database (the one `up` uses)."""
     from storage.db import session_scope
     from storage.migration_admission import active_migration
 
+    url = ep.database_url or f"sqlite:///{Path(ep.home) / 'sharemig.db'}"
     try:
-        with session_scope() as session:
+        with session_scope(url) as session:
             mig = active_migration(session, share_id)
             return mig.flow_run_id if mig else None
     except Exception:  # a database the demo cannot reach only costs the direct link
@@ -199,7 +200,7 @@ def _run_demo(
     how = "host-assisted: the verified data mover" if host_assisted else "driver-assisted if able"
     _say(quiet, f"migration to [bold]{dest}[/bold] started ({how})")
     view = _poll_quietly(shim, share_id, timeout) if quiet else _follow(shim, share_id, timeout)
-    run_id = _flow_run_id(share_id)
+    run_id = _flow_run_id(ep, share_id)
     result = {
         "share_id": share_id,
         "name": name,

@@ -31,6 +31,8 @@ class Endpoints(BaseModel):
     home: str
     pid: int
     """The `sharemig up` process."""
+    database_url: str | None = None
+    """sharemig's database when not the default SQLite file in `home`."""
 
     @property
     def manila_endpoint(self) -> str:

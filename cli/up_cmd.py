@@ -118,7 +118,7 @@ def up(
         workers=workers,
         external_prefect_api_url=prefect_api_url,
         prefect_database_url=prefect_database_url,
-        database_url=database_url,
+        database_url=settings.database_url,
     )
     stack = Stack(opts, lambda msg: console.print(f"[green]✓[/green] {msg}"))
     refusal = stack.refusal()

@@ -239,6 +239,7 @@ class Stack:
             member_token=member_token,
             home=str(self.opts.home),
             pid=os.getpid(),
+            database_url=self.opts.database_url,
         )
 
     def publish(self, endpoints: Endpoints) -> Path:
