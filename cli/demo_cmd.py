@@ -75,8 +75,6 @@ def _destination(pools: list[dict[str, Any]], source: str, wanted: str | None) -
     """`wanted`, else another pool of the source's driver (so the share's type fits there)."""
     names = [str(p["name"]) for p in pools]
     if wanted:
-        if wanted not in names:
-            raise DemoError(f"no pool {wanted}; pools: {', '.join(names)}")
         return wanted
     driver = {str(p["name"]): p.get("capabilities", {}).get("driver_name") for p in pools}
     others = [n for n in names if n != source]
@@ -172,6 +170,9 @@ def _run_demo(
     quiet: bool,
 ) -> dict[str, Any]:
     shim = _Shim(ep)
+    pools = shim.call("GET", "/scheduler-stats/pools/detail")["pools"]
+    if to is not None and to not in {p["name"] for p in pools}:
+        raise DemoError(f"no pool {to}; pools: {', '.join(p['name'] for p in pools)}")
     name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     spec = {"share_proto": "NFS", "size": 1, "name": name}
     share = shim.call("POST", "/shares", {"share": spec})["share"]
@@ -185,7 +186,6 @@ def _run_demo(
         f"wrote {stats.files} files in {stats.directories} directories "
         f"({stats.bytes / 2**20:.1f} MiB) into {exports[0]['path']}",
     )
-    pools = shim.call("GET", "/scheduler-stats/pools/detail")["pools"]
     dest = _destination(pools, source, to)
     flags = {"writable": False, "preserve_metadata": False, "preserve_snapshots": False}
     body = {
