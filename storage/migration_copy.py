@@ -121,6 +121,7 @@ def host_plan(
     `data_copying_starting` -> `data_copying_in_progress`. Returns the batches left to copy.
     """
     from storage.mover import pending_batches, plan_copy
+    from storage.mover.pool import prestart
 
     with session_scope(db_url) as s:
         mig = load_migration(s, migration_id)
@@ -132,6 +133,7 @@ def host_plan(
         mig.copy_job_id = mig.copy_job_id or mig.id
         job_id = mig.copy_job_id
         src, dst = _copy_urls(s, mig)
+    prestart(src, dst)
     with classified_os_errors("walking the source share"):
         plan_copy(job_id, src, dst, db_url=db_url)
     if not final_sync:

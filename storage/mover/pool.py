@@ -26,6 +26,7 @@ from storage.db import dispose_engines
 from storage.mover.batch import copy_batch
 from storage.mover.endpoints import open_endpoint
 from storage.mover.results import BatchResult
+from storage.mover.worker_main import MAIN_ENV
 from storage.settings import get_settings, reset_settings
 
 POLL_SECONDS = 0.25
@@ -59,19 +60,37 @@ def _process_context() -> Any:
         # Nothing else runs here, so a fork is safe, and it costs no interpreter start-up.
         return multiprocessing.get_context("fork")
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["storage.mover.pool", *_main_preload()])
+    main = _main_reference()
+    if main:
+        os.environ[MAIN_ENV] = main
+    ctx.set_forkserver_preload(["storage.mover.worker_main", "storage.mover.pool"])
     return ctx
 
 
-def _main_preload() -> list[str]:
-    """Have the forkserver import the caller's main module once: each new worker re-runs it
-    (as `__mp_main__`), and a Prefect flow run's main is `prefect.engine`, whose imports would
-    otherwise cost every worker seconds."""
+def _main_reference() -> str:
+    """How multiprocessing will name this process's main module to each new worker."""
     main = sys.modules.get("__main__")
     name = getattr(getattr(main, "__spec__", None), "name", None)
-    if name and name != "__main__" and not name.endswith(".__main__"):
-        return [name]
-    return ["__main__"] if getattr(main, "__file__", None) else []
+    if name:
+        return f"name:{name}"
+    path = getattr(main, "__file__", None)
+    return f"path:{os.path.normpath(path)}" if path else ""
+
+
+def _prestart_forkserver(ctx: Any) -> None:
+    if ctx.get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        # Returns once the server process exists; its imports run there, in parallel with us.
+        forkserver.ensure_running()
+
+
+def prestart(source_url: str, dest_url: str) -> None:
+    """Start the forkserver now when copying `source_url` to `dest_url` will need one, so its
+    interpreter start and imports overlap the caller's walk instead of delaying the first
+    batch (seconds in a Prefect flow run, whose main module imports Prefect)."""
+    if open_endpoint(source_url).local and open_endpoint(dest_url).local:
+        _prestart_forkserver(_process_context())
 
 
 class BatchPool:

@@ -15,7 +15,7 @@ from storage.mover.batch import copy_batch
 from storage.mover.endpoints import normalize_url
 from storage.mover.finish import finish_copy
 from storage.mover.plan import default_job_id, pending_batches, plan_copy
-from storage.mover.pool import POLL_SECONDS, BatchPool, open_pool
+from storage.mover.pool import POLL_SECONDS, BatchPool, open_pool, prestart
 from storage.mover.progress import job_progress
 from storage.mover.results import BatchResult, CopySummary, Progress
 
@@ -143,6 +143,8 @@ def run_copy(
     started = time.perf_counter()
     job_id = job_id or default_job_id(source_url, dest_url)
     pool = open_pool(source_url, dest_url, workers=workers, bandwidth_limit=bandwidth_limit)
+    if pool.processes and pool.workers > 1:
+        prestart(source_url, dest_url)
     source_url, dest_url = normalize_url(source_url), normalize_url(dest_url)
     summary = CopySummary(job_id=job_id, source_url=source_url, dest_url=dest_url)
     changed = 0
