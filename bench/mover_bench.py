@@ -124,7 +124,13 @@ def timed(cmd: list[str], cold: bool, sample_rss: bool = False) -> dict[str, obj
     out, err = proc.communicate()
     os.sync()
     secs = time.perf_counter() - t0
-    row: dict[str, object] = {"seconds": round(secs, 3), "rc": proc.returncode, "cache": cache}
+    row: dict[str, object] = {
+        "seconds": round(secs, 3),
+        "rc": proc.returncode,
+        "cache": cache,
+        # Other work on the 2 cores shifts results; the load says how quiet the run was.
+        "load_avg": round(os.getloadavg()[0], 2),
+    }
     if sampler:
         sampler.done.set()
         sampler.join()
@@ -232,6 +238,9 @@ def report(rows: list[dict[str, object]]) -> None:
         by_tool.setdefault(str(row["tool"]), []).append(float(row["seconds"]))  # type: ignore[arg-type]
     med = {t: statistics.median(v) for t, v in by_tool.items()}
     base = med.get("cp")
+    loads = [float(r["load_avg"]) for r in rows if "load_avg" in r]  # type: ignore[arg-type]
+    if loads:
+        print(f"\nload average during the run: {min(loads):.1f}-{max(loads):.1f}")
     print("\n| tool | reps | median s | x cp (same run) | mover is N x faster |")
     print("|---|---:|---:|---:|---:|")
     for tool, secs in med.items():
