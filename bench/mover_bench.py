@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -116,6 +117,7 @@ class RssSampler(threading.Thread):
 
 def timed(cmd: list[str], cold: bool, sample_rss: bool = False) -> dict[str, object]:
     cache = drop_caches() if cold else "warm"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     sampler = RssSampler(proc.pid) if sample_rss else None
@@ -124,8 +126,13 @@ def timed(cmd: list[str], cold: bool, sample_rss: bool = False) -> dict[str, obj
     out, err = proc.communicate()
     os.sync()
     secs = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     row: dict[str, object] = {
         "seconds": round(secs, 3),
+        # CPU seconds of the tool and every process it waited for: less sensitive than the
+        # wall time to other work on the machine, and the wall time's floor on 2 idle cores.
+        "cpu_s": round(cpu, 3),
         "rc": proc.returncode,
         "cache": cache,
         # Other work on the 2 cores shifts results; the load says how quiet the run was.
@@ -234,19 +241,29 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(rows: list[dict[str, object]]) -> None:
     by_tool: dict[str, list[float]] = {}
+    cpu_by_tool: dict[str, list[float]] = {}
     for row in rows:
         by_tool.setdefault(str(row["tool"]), []).append(float(row["seconds"]))  # type: ignore[arg-type]
+        cpu_by_tool.setdefault(str(row["tool"]), []).append(float(row["cpu_s"]))  # type: ignore[arg-type]
     med = {t: statistics.median(v) for t, v in by_tool.items()}
+    cpu = {t: statistics.median(v) for t, v in cpu_by_tool.items()}
     base = med.get("cp")
     loads = [float(r["load_avg"]) for r in rows if "load_avg" in r]  # type: ignore[arg-type]
     if loads:
         print(f"\nload average during the run: {min(loads):.1f}-{max(loads):.1f}")
-    print("\n| tool | reps | median s | x cp (same run) | mover is N x faster |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "\n| tool | reps | median s | x cp (same run) | mover is N x faster "
+        "| median CPU s | CPU x cp |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for tool, secs in med.items():
         ratio = f"{secs / base:.2f}" if base else "-"
         faster = f"{secs / med['mover']:.1f}" if "mover" in med and tool != "mover" else "-"
-        print(f"| {tool} | {len(by_tool[tool])} | {secs:.2f} | {ratio} | {faster} |")
+        cpu_ratio = f"{cpu[tool] / cpu['cp']:.2f}" if cpu.get("cp") else "-"
+        print(
+            f"| {tool} | {len(by_tool[tool])} | {secs:.2f} | {ratio} | {faster} "
+            f"| {cpu[tool]:.2f} | {cpu_ratio} |"
+        )
 
 
 if __name__ == "__main__":
