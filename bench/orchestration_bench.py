@@ -122,7 +122,7 @@ def copy_span(run_id: str) -> float:
     ends = [r.end_time for r in runs if r.name.startswith("finish-copy") and r.end_time]
     if not starts or not ends:
         raise SystemExit(f"no plan-copy/finish-copy task runs in flow run {run_id}")
-    return (min(ends) - min(starts)).total_seconds()
+    return float((min(ends) - min(starts)).total_seconds())
 
 
 def one_migration(tree: Path) -> dict[str, float]:
