@@ -268,10 +268,11 @@ def main() -> None:
             first_bare = rep % 2 == 0  # alternate the order: neither always gets the warm cache
             if first_bare:
                 bare, bare_copy_s = bare_copy(tree, work / f"bare-{rep}")
+                shutil.rmtree(work / f"bare-{rep}", ignore_errors=True)
             flow = one_migration(tree)
             if not first_bare:
                 bare, bare_copy_s = bare_copy(tree, work / f"bare-{rep}")
-            shutil.rmtree(work / f"bare-{rep}", ignore_errors=True)
+                shutil.rmtree(work / f"bare-{rep}", ignore_errors=True)
             row = {"rep": rep, "bare_s": bare, "bare_copy_s": bare_copy_s, **flow}
             rows.append(row)
             print(
