@@ -78,11 +78,14 @@ def _await_decision(migration_id: str, deadline_passed: bool) -> str:
             migration_id, False, f"nobody approved the switchover within {timeout_s} s"
         )
     settings = get_settings()
+    timeout: int | None = None
     if settings.approval_timeout_action == "cancel":
         _schedule_deadline(migration_id, settings.approval_timeout_s)
-    answer = suspend_flow_run(
-        wait_for_input=Approval, timeout=settings.approval_timeout_s, key=APPROVAL_KEY
-    )
+        timeout = settings.approval_timeout_s
+    # `keep_waiting` suspends without a timeout: Prefect fails a suspended run whose timeout
+    # passed, which would take the Resume form away from the operator while the migration
+    # still waits for a decision.
+    answer = suspend_flow_run(wait_for_input=Approval, timeout=timeout, key=APPROVAL_KEY)
     return lifecycle.take_decision(migration_id, answer.approve, answer.reason or None)
 
 

@@ -8,7 +8,8 @@ and either starts a new run, which re-enters the flow and skips finished work th
 manifest and the migration row, or aborts the migration with the source intact.
 
 Call it when the orchestration starts (`running_are_dead=True` when this host's worker was
-the only one and has just been restarted, so any run still marked Running is a corpse), and
+the only one and has just been restarted: a run still marked Running whose process is not
+alive on this host is a corpse; one whose process outlived its worker is left to finish), and
 whenever an operator asks (`sharemig` / the API can cancel a recovered migration as usual).
 """
 
@@ -16,13 +17,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from flows.control import create_run
 from storage import migration_lifecycle as lifecycle
 from storage.errors import InvalidStateError
-from storage.migration_recovery import UnfinishedMigration, recovery_action, unfinished_migrations
+from storage.migration_recovery import (
+    RUN_CREATION_GRACE,
+    UnfinishedMigration,
+    recovery_action,
+    unfinished_migrations,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,28 @@ def _run_state(client: Any, run_id: str | None) -> str | None:
     return None if run.state is None else str(run.state.type.value)
 
 
+def run_process_alive(run_id: str) -> bool:
+    """A process of the flow run is alive on this host (the process worker exports its id).
+
+    A worker killed alone leaves its runs' processes running: they are not corpses.
+    """
+    marker = f"PREFECT__FLOW_RUN_ID={run_id}".encode()
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return False
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            zombie = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0] == b"Z"
+        except (OSError, IndexError):
+            continue
+        if not zombie and marker in environ.split(b"\0"):
+            return True
+    return False
+
+
 def _mark_crashed(client: Any, run_id: str) -> None:
     from prefect.states import Crashed
 
@@ -60,8 +90,8 @@ def _mark_crashed(client: Any, run_id: str) -> None:
     )
 
 
-def _apply(mig: UnfinishedMigration, state: str | None) -> Recovered:
-    action = recovery_action(mig, state)
+def _apply(mig: UnfinishedMigration, state: str | None, grace: timedelta) -> Recovered:
+    action = recovery_action(mig, state, grace=grace)
     new_run = None
     if action == "cancel":
         reason = (
@@ -74,24 +104,38 @@ def _apply(mig: UnfinishedMigration, state: str | None) -> Recovered:
         except InvalidStateError:  # switched over already: only forward is left
             action = "resume"
     if action == "resume":
-        # One recovery run per dead run, however often or concurrently this is called.
-        new_run = create_run(mig.id, f"recover-{mig.flow_run_id or 'none'}")
+        # One recovery run per dead run, however often or concurrently this is called. With
+        # no run recorded, the start's own key: a run the starter created just before it
+        # died is found again instead of a second one racing it.
+        attempt = f"recover-{mig.flow_run_id}" if mig.flow_run_id else "start"
+        new_run = create_run(mig.id, attempt)
         lifecycle.record_flow_run(mig.id, new_run)
     if action != "leave":
         log.warning("migration %s (run state %s): %s", mig.id, state, action)
     return Recovered(mig.id, mig.share_id, state, action, new_run)
 
 
-def recover_migrations(*, running_are_dead: bool = False) -> list[Recovered]:
-    """Resume or cancel every unfinished migration whose run is gone; returns what was done."""
+def recover_migrations(
+    *, running_are_dead: bool = False, run_creation_grace: timedelta = RUN_CREATION_GRACE
+) -> list[Recovered]:
+    """Resume or cancel every unfinished migration whose run is gone; returns what was done.
+
+    `run_creation_grace`: how long a migration admitted without a run is given before its
+    run counts as lost (the starter creates it right after admission).
+    """
     from prefect import get_client
 
     done: list[Recovered] = []
     for mig in unfinished_migrations():
         with get_client(sync_client=True) as client:
             state = _run_state(client, mig.flow_run_id)
-            if running_are_dead and state in _ORPHANABLE and mig.flow_run_id:
+            if (
+                running_are_dead
+                and state in _ORPHANABLE
+                and mig.flow_run_id
+                and not run_process_alive(mig.flow_run_id)
+            ):
                 _mark_crashed(client, mig.flow_run_id)
                 state = "CRASHED"
-        done.append(_apply(mig, state))
+        done.append(_apply(mig, state, run_creation_grace))
     return done

@@ -62,6 +62,7 @@ def recovery_action(
     run_state: str | None,
     *,
     now: datetime | None = None,
+    grace: timedelta = RUN_CREATION_GRACE,
 ) -> Action:
     """`resume` (a new run carries it on), `cancel` (abort, source intact) or `leave`.
 
@@ -73,7 +74,7 @@ def recovery_action(
     if run_state is None and mig.flow_run_id is None:
         created = mig.created_at.replace(tzinfo=None)
         current = (now or utcnow()).replace(tzinfo=None)
-        if current - created < RUN_CREATION_GRACE:
+        if current - created < grace:
             return "leave"
     if mig.task_state in FORWARD_ONLY_STATES:
         return "resume"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse
 
@@ -10,6 +12,7 @@ from api_shim.context import Ctx
 from api_shim.faults import Fault
 from api_shim.versions import VersionRange, v
 from storage.db import session_scope
+from storage.errors import NotFoundError
 from storage.models import AccessRule
 from storage.shares import get_share, list_access
 
@@ -38,7 +41,10 @@ def show(ctx: Ctx, rule_id: str) -> JSONResponse:
     ctx.require(ACCESS_RULES, "share-access-rules")
     with session_scope() as session:
         rule = session.get(AccessRule, rule_id)
-        if rule is not None:
-            get_share(session, rule.share_id, ctx.visible_project)
-            return JSONResponse({"access": views.access_rule(ctx, rule, with_share=True)})
+        # Another project's rule is "not found" like a missing one: naming its share would
+        # tell the caller a share id it may not see.
+        with contextlib.suppress(NotFoundError):
+            if rule is not None:
+                get_share(session, rule.share_id, ctx.visible_project)
+                return JSONResponse({"access": views.access_rule(ctx, rule, with_share=True)})
     raise Fault(404, f"Access rule {rule_id} not found.")

@@ -108,3 +108,21 @@ def pools(rel_db: str, tmp_path: Path) -> dict[str, Path]:
         ensure_default_share_type(s)
     yield dirs
     set_faults()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The kill matrix's own Prefect server, worker and shim (tests/reliability/kill_stack.py)."""
+    from kill_stack import running_stack
+
+    with running_stack(tmp_path_factory.mktemp("kill-stack")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def idle_shim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real `sharemig api` (debug logging) with no Prefect behind it, on its own SQLite."""
+    from kill_stack import idle_shim
+
+    with idle_shim(tmp_path_factory.mktemp("idle-shim"), log_level="debug") as running:
+        yield running

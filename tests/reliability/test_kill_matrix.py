@@ -1,40 +1,103 @@
-"""kill -9 of the process running a migration, at several points, on a real Prefect server
-and worker. After `flows.recovery.recover_migrations` every migration reaches the end an
-undisturbed one reaches: treecmp-identical data, no verified file copied again, a switchover
-carried to its end (never half-done), and no share left in `migrating` with nobody on it.
+"""kill -9 at several points of a migration, on a real Prefect server, worker and API shim.
+
+Killed: the flow run's processes, the worker (alone, and with its runs: a host crash), the
+Prefect server, the shim; at: mid-plan, mid-copy, while waiting for approval, mid-switchover.
+After a restart and `flows.recovery.recover_migrations` (what `sharemig up` runs at start),
+every migration reaches the end an undisturbed one reaches: treecmp-identical data, no file
+verified before the kill written again (same inode and ctime), a switchover carried to its
+end (never half-done), and nothing left `migrating` with nobody on it.
+
+One stack for the session (the `stack` fixture, tests/reliability/kill_stack.py); trees of a
+few hundred files and a bandwidth limit on the worker, so a copy lasts seconds and a kill
+lands in it.
 """
 
 from __future__ import annotations
 
 import os
-import signal
+import subprocess
+import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 from conftest import record
+from kill_stack import POOL_A, POOL_B, PROJECT, Stack, kill9, processes_with_env
 from prefect_service import wait_for
-from reliability_kit import bytes_lost, content, gen_tree, treecmp
+from reliability_kit import bytes_lost, content, local_path, treecmp
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("service_env")]
+pytestmark = pytest.mark.slow
 
-POOL_A = "sharemig@localfs#pool-a"
-POOL_B = "sharemig@localfs#pool-b"
+PHASE1 = 180
+FINISH = 180
 
 
-def _share(pool: str) -> tuple[str, Path]:
+# --- trees and shares ----------------------------------------------------------------------
+
+
+def write_tree(root: Path, files: int = 240, size: int = 40 * 1024) -> None:
+    """`files` files of distinct content (sizes vary around `size`), a symlink, fixed times."""
+    for i in range(files):
+        path = root / f"d{i % 8}" / f"s{i % 3}" / f"f{i:04d}.bin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        n = size // 2 + (i * 7919) % size if size else i % 64
+        path.write_bytes((f"{i}:".encode() * (n // 2 + 1))[:n])
+        os.utime(path, ns=(1_600_000_000_000_000_000 + i, 1_600_000_000_000_000_000 + i))
+    (root / "link").symlink_to("d0/s0/f0000.bin")
+
+
+def make_share(stack: Stack, tmp_path: Path, **tree: int) -> tuple[str, Path, Path]:
+    """A share on pool A holding a tree; returns (share id, its data dir, a `cp -a` copy)."""
     from storage.db import session_scope
     from storage.pools import driver_for
     from storage.shares import active_instance, create_share
 
     with session_scope() as s:
-        share = create_share(s, project_id="rel", size=1, host=pool)
+        share = create_share(s, project_id=PROJECT, size=1, host=POOL_A)
         inst = active_instance(s, share)
-        return share.id, Path(driver_for(s, pool).instance_url(inst.location))
+        share_id = share.id
+        src = local_path(driver_for(s, POOL_A).instance_url(inst.location))
+    write_tree(src, **tree)
+    reference = tmp_path / f"ref-{share_id}"
+    subprocess.run(["cp", "-a", str(src), str(reference)], check=True)
+    return share_id, src, reference
 
 
-def _row(share_id: str) -> dict[str, Any]:
+def start(share_id: str) -> str:
+    from flows import control
+    from flows.control import StartRequest
+
+    req = StartRequest(
+        host=POOL_B,
+        preserve_metadata=False,
+        preserve_snapshots=False,
+        writable=False,
+        nondisruptive=False,
+        force_host_assisted_migration=True,
+    )
+    started = control.start_migration(share_id, req)
+    assert started.flow_run_id
+    return started.flow_run_id
+
+
+START_BODY = {
+    "migration_start": {
+        "host": POOL_B,
+        "preserve_metadata": False,
+        "preserve_snapshots": False,
+        "writable": False,
+        "nondisruptive": False,
+        "force_host_assisted_migration": True,
+    }
+}
+
+
+# --- reading the state ---------------------------------------------------------------------
+
+
+def row(share_id: str) -> dict[str, Any]:
     from sqlalchemy import select
 
     from storage.db import session_scope
@@ -52,172 +115,347 @@ def _row(share_id: str) -> dict[str, Any]:
             "task_state": share.task_state,
             "status": share.status,
             "host": share.host,
-            "instances": [(i.pool_name, i.status) for i in instances(s, share_id)],
+            "instances": sorted((i.pool_name, i.status) for i in instances(s, share_id)),
             "mig": mig,
         }
 
 
-def _run_processes(run_id: str) -> list[int]:
-    marker = f"PREFECT__FLOW_RUN_ID={run_id}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker in (entry / "environ").read_bytes().split(b"\0"):
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
+def wait_state(share_id: str, *states: str, timeout: float = PHASE1) -> dict[str, Any]:
+    return wait_for(  # type: ignore[no-any-return]
+        lambda: (r := row(share_id))["task_state"] in states and r,
+        timeout=timeout,
+        interval=0.05,
+        what=f"share {share_id} to reach {states}",
+    )
 
 
-def _kill_run(run_id: str) -> None:
-    pids = wait_for(lambda: _run_processes(run_id), timeout=30, what="the run's process")
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-
-
-def _run_state(run_id: str) -> Any:
+def run_state(run_id: str) -> Any:
     from prefect import get_client
 
     with get_client(sync_client=True) as client:
         return client.read_flow_run(UUID(run_id)).state
 
 
-def _recover_until_resumed(share_id: str) -> str:
-    """Wait for Prefect to see the run dead, then recover; returns the action taken."""
+def current_run(share_id: str) -> str:
+    return str(row(share_id)["mig"].flow_run_id)
+
+
+def wait_paused(share_id: str) -> None:
+    wait_state(share_id, "data_copying_completed")
+    wait_for(
+        lambda: (st := run_state(current_run(share_id))) is not None and st.is_paused(),
+        timeout=60,
+        what="the run to suspend for approval",
+    )
+
+
+def dest_dir(share_id: str) -> Path:
+    from storage.db import session_scope
+    from storage.models import ShareInstance
+    from storage.pools import driver_for
+
+    mig = row(share_id)["mig"]
+    with session_scope() as s:
+        inst = s.get(ShareInstance, mig.dest_instance_id)
+        assert inst is not None
+        return local_path(driver_for(s, inst.pool_name).instance_url(inst.location))
+
+
+def verified_files(share_id: str) -> dict[bytes, tuple[int, int, int]]:
+    """Destination (inode, ctime_ns, mtime_ns) of every file the manifest records verified.
+
+    A file the mover wrote again after the kill would have a new inode or a new ctime.
+    """
+    from sqlalchemy import select
+
+    from storage.db import session_scope
+    from storage.models import ManifestEntry
+
+    mig = row(share_id)["mig"]
+    dest = dest_dir(share_id)
+    with session_scope() as s:
+        paths = s.scalars(
+            select(ManifestEntry.path).where(
+                ManifestEntry.job_id == (mig.copy_job_id or mig.id),
+                ManifestEntry.kind == "file",
+                ManifestEntry.state == "done",
+                ManifestEntry.dst_hash.is_not(None),
+            )
+        ).all()
+    found = {}
+    for rel in paths:
+        st = os.lstat(os.path.join(os.fsencode(dest), rel))
+        found[rel] = (st.st_ino, st.st_ctime_ns, st.st_mtime_ns)
+    return found
+
+
+def kill_runs(share_id: str) -> list[int]:
+    """SIGKILL every process of the migration's current run (flow, forkserver, copiers)."""
+    run_id = current_run(share_id)
+    pids = wait_for(
+        lambda: processes_with_env(f"PREFECT__FLOW_RUN_ID={run_id}"),
+        timeout=60,
+        interval=0.05,
+        what="the run's processes",
+    )
+    kill9(pids)
+    return list(pids)
+
+
+def recover(share_id: str, *, running_are_dead: bool = False, grace: float | None = None) -> str:
+    """Run recovery until it acts on this share; returns the action (resume / cancel)."""
     from flows.recovery import recover_migrations
 
-    def recovered() -> str | None:
-        for r in recover_migrations():
+    kwargs: dict[str, Any] = {"running_are_dead": running_are_dead}
+    if grace is not None:
+        kwargs["run_creation_grace"] = timedelta(seconds=grace)
+
+    def acted() -> str | None:
+        for r in recover_migrations(**kwargs):
             if r.share_id == share_id and r.action != "leave":
                 return r.action
         return None
 
-    return str(wait_for(recovered, timeout=90, interval=1, what="recovery of the migration"))
+    return str(wait_for(acted, timeout=90, interval=1, what="recovery of the migration"))
 
 
-def _dest_path(share_id: str) -> Path:
-    from storage.db import session_scope
-    from storage.pools import driver_for
-    from storage.shares import active_instance, get_share
+def recover_or_finish(share_id: str, *, running_are_dead: bool) -> str:
+    """Recovery rounds until phase 1 is done (the run carried on) or recovery acted."""
+    from flows.recovery import recover_migrations
 
-    with session_scope() as s:
-        inst = active_instance(s, get_share(s, share_id))
-        return Path(driver_for(s, inst.pool_name).instance_url(inst.location))
+    def settled() -> str | None:
+        if row(share_id)["task_state"] == "data_copying_completed":
+            return "the run carried on"
+        for r in recover_migrations(running_are_dead=running_are_dead):
+            if r.share_id == share_id and r.action != "leave":
+                return f"recovery: {r.action} (run {r.run_state})"
+        return None
 
-
-def _start(share_id: str) -> str:
-    from flows import control
-    from flows.control import StartRequest
-
-    req = StartRequest(
-        host=POOL_B,
-        preserve_metadata=False,
-        preserve_snapshots=False,
-        writable=False,
-        nondisruptive=False,
-        force_host_assisted_migration=True,
-    )
-    started = control.start_migration(share_id, req)
-    assert started.flow_run_id
-    return started.flow_run_id
+    return str(wait_for(settled, timeout=PHASE1, interval=1, what="phase 1 or recovery"))
 
 
-def test_kill_mid_copy_resumes_without_recopying_verified_files(tmp_path: Path) -> None:
+def wait_mid_copy(share_id: str) -> None:
+    def under_way() -> bool:
+        mig = row(share_id)["mig"]
+        return bool(0 < mig.files_verified < mig.files_planned // 2)
+
+    wait_for(under_way, timeout=PHASE1, interval=0.05, what="the copy to be under way")
+
+
+def approve_and_finish(share_id: str) -> dict[str, Any]:
     from flows import control
 
-    reference = tmp_path / "ref"
-    gen_tree(reference)
-    share_id, src = _share(POOL_A)
-    gen_tree(src)
-    expected = content(src)
-    run_id = _start(share_id)
-
-    def mid_copy() -> bool:
-        mig = _row(share_id)["mig"]
-        return 0 < mig.files_verified < mig.files_planned - 200
-
-    wait_for(mid_copy, timeout=120, interval=0.05, what="the copy to be under way")
-    _kill_run(run_id)
-    mig = _row(share_id)["mig"]
-    verified_before = mig.files_verified
-    assert _recover_until_resumed(share_id) == "resume"
-    # Inodes of files verified before the kill, read once the new run has the copy again.
-    wait_for(
-        lambda: _row(share_id)["task_state"] == "data_copying_completed",
-        timeout=180,
-        what="phase 1 to finish after recovery",
-    )
-    assert verified_before > 0
-    # No verified file copied twice: the resumed run starts from the manifest's verified rows.
-    assert _row(share_id)["mig"].files_verified >= verified_before
     control.complete_migration(share_id)
-    wait_for(
-        lambda: _row(share_id)["task_state"] == "migration_success", timeout=180, what="success"
-    )
-    dest = _dest_path(share_id)
-    cmp = treecmp(reference, dest)
+    return wait_state(share_id, "migration_success", "migration_error", timeout=FINISH)
+
+
+def check_end(
+    scenario: str, share_id: str, end: dict[str, Any], reference: Path, expected: Any
+) -> None:
+    """Same end as an undisturbed migration: success, one instance on B, identical tree."""
+    dest = dest_dir(share_id)
     lost = bytes_lost(expected, dest)
-    record("kill -9 flow run mid-copy", _row(share_id)["task_state"], lost)
+    cmp = treecmp(reference, dest)
+    record(scenario, str(end["task_state"]), lost)
+    assert end["task_state"] == "migration_success", end["mig"].error
     assert cmp.returncode == 0, cmp.stdout[-2000:]
     assert lost == 0
-    assert _row(share_id)["instances"] == [(POOL_B, "available")]
+    assert end["instances"] == [(POOL_B, "available")] and end["host"] == POOL_B
 
 
-def test_kill_mid_switchover_is_carried_to_its_end(tmp_path: Path) -> None:
+def assert_not_recopied(before: dict[bytes, tuple[int, int, int]], share_id: str) -> None:
+    after = verified_files(share_id)
+    assert before, "no file was verified before the kill: the scenario proves nothing"
+    changed = [p for p, stamp in before.items() if after.get(p) != stamp]
+    assert not changed, f"{len(changed)} files verified before the kill were written again"
+
+
+# --- the scenarios -------------------------------------------------------------------------
+
+
+def test_flow_run_killed_mid_plan(stack: Stack, tmp_path: Path) -> None:
+    # Many small files: the walk into the manifest takes long enough to be killed in.
+    share_id, src, reference = make_share(stack, tmp_path, files=1000, size=0)
+    expected = content(src)
+    start(share_id)
+    wait_state(share_id, "data_copying_starting")
+    kill_runs(share_id)
+    killed_in = row(share_id)["task_state"]
+    assert killed_in == "data_copying_starting", killed_in
+    assert recover(share_id) == "resume"
+    wait_paused(share_id)
+    check_end(
+        "kill -9 flow run mid-plan", share_id, approve_and_finish(share_id), reference, expected
+    )
+
+
+def test_flow_run_killed_mid_copy_then_mid_switchover(stack: Stack, tmp_path: Path) -> None:
+    share_id, src, reference = make_share(stack, tmp_path)
+    expected = content(src)
+    start(share_id)
+    wait_mid_copy(share_id)
+    kill_runs(share_id)
+    assert row(share_id)["task_state"] == "data_copying_in_progress"
+    before = verified_files(share_id)
+    assert recover(share_id) == "resume"
+    wait_paused(share_id)
+    assert_not_recopied(before, share_id)
+    record("kill -9 flow run mid-copy", "resumed, phase 1 done", bytes_lost(expected, src))
+
     from flows import control
 
-    reference = tmp_path / "ref"
-    gen_tree(reference)
-    share_id, src = _share(POOL_A)
-    gen_tree(src)
-    expected = content(src)
-    run_id = _start(share_id)
-    wait_for(lambda: _run_state(run_id).is_paused(), timeout=180, what="the approval wait")
     control.complete_migration(share_id)
-    resumed = wait_for(lambda: _run_processes(run_id), timeout=60, what="the resumed run")
-    wait_for(
-        lambda: _row(share_id)["task_state"] == "migration_completing",
-        timeout=60,
-        interval=0.02,
-        what="the switchover to begin",
-    )
-    for pid in resumed:
-        os.kill(pid, signal.SIGKILL)
-    half = _row(share_id)
+    wait_state(share_id, "migration_completing", timeout=60)
+    wait_for(lambda: kill_runs(share_id), timeout=60, what="the resumed run's processes")
+    half = row(share_id)
     assert half["task_state"] == "migration_completing"
-    assert _recover_until_resumed(share_id) == "resume"
-    row = wait_for(
-        lambda: (r := _row(share_id))["task_state"] == "migration_success" and r,
-        timeout=180,
-        what="the switchover to finish after recovery",
-    )
-    dest = _dest_path(share_id)
-    lost = bytes_lost(expected, dest)
-    record("kill -9 flow run mid-switchover", row["task_state"], lost)
-    assert treecmp(reference, dest).returncode == 0
-    assert row["instances"] == [(POOL_B, "available")] and row["host"] == POOL_B
+    assert recover(share_id) == "resume"
+    end = wait_state(share_id, "migration_success", "migration_error", timeout=FINISH)
+    check_end("kill -9 flow run mid-switchover", share_id, end, reference, expected)
     assert not src.exists()
-    assert lost == 0
 
 
-def test_cancel_in_prefect_while_suspended_is_not_left_wedged(tmp_path: Path) -> None:
+def test_worker_killed_alone_mid_copy(stack: Stack, tmp_path: Path) -> None:
+    """The run outlives its worker for a moment, then ends itself (Prefect 3.9 marks it
+    Crashed); recovery leaves it alone while it lives and resumes it once it is gone."""
+    share_id, src, reference = make_share(stack, tmp_path)
+    expected = content(src)
+    start(share_id)
+    wait_mid_copy(share_id)
+    stack.kill_worker(with_runs=False)
+    stack.start_worker()
+    how = recover_or_finish(share_id, running_are_dead=True)
+    wait_paused(share_id)
+    record("kill -9 worker alone mid-copy", how, bytes_lost(expected, src))
+    end = approve_and_finish(share_id)
+    check_end("kill -9 worker alone mid-copy: end", share_id, end, reference, expected)
+
+
+def test_worker_killed_with_its_runs_mid_copy_and_while_waiting(
+    stack: Stack, tmp_path: Path
+) -> None:
+    share_id, src, reference = make_share(stack, tmp_path)
+    expected = content(src)
+    start(share_id)
+    wait_mid_copy(share_id)
+    stack.kill_worker(with_runs=True)
+    dead_run = current_run(share_id)
+    assert run_state(dead_run).is_running()  # nobody told Prefect: a corpse marked Running
+    before = verified_files(share_id)
+    stack.start_worker()
+    assert recover(share_id, running_are_dead=True) == "resume"
+    assert run_state(dead_run).is_crashed()
+    wait_paused(share_id)
+    assert_not_recopied(before, share_id)
+    record("kill -9 worker with its runs mid-copy", "resumed, phase 1 done", 0)
+
+    # Waiting holds no process: the worker's death changes nothing; approval still works.
+    stack.kill_worker(with_runs=True)
+    stack.start_worker()
+    assert {r.share_id: r.action for r in _recover_all()}.get(share_id, "leave") == "leave"
+    check_end(
+        "kill -9 worker while waiting", share_id, approve_and_finish(share_id), reference, expected
+    )
+
+
+def _recover_all() -> list[Any]:
+    from flows.recovery import recover_migrations
+
+    return recover_migrations(running_are_dead=True)
+
+
+def test_prefect_server_killed_mid_copy_and_while_waiting(stack: Stack, tmp_path: Path) -> None:
+    share_id, src, reference = make_share(stack, tmp_path)
+    expected = content(src)
+    start(share_id)
+    wait_mid_copy(share_id)
+    stack.kill_server()
+    stack.start_server()
+    # The run may carry on, or die reporting to a dead API: either way, phase 1 completes
+    # (after recovery if needed) and the migration waits for approval.
+    how = recover_or_finish(share_id, running_are_dead=False)
+    wait_paused(share_id)
+    assert row(share_id)["mig"].outcome is None
+    record("kill -9 Prefect server mid-copy", how, bytes_lost(expected, src))
+
+    stack.kill_server()
+    stack.start_server()
+    wait_paused(share_id)
+    check_end(
+        "kill -9 Prefect server while waiting",
+        share_id,
+        approve_and_finish(share_id),
+        reference,
+        expected,
+    )
+
+
+def test_shim_killed_mid_start_and_while_waiting(stack: Stack, tmp_path: Path) -> None:
+    """Killed between admitting the start and creating its run: recovery starts the run."""
+    import httpx
+
+    share_id, src, reference = make_share(stack, tmp_path)
+    expected = content(src)
+    stack.pause_server(True)  # the shim's run creation hangs right after admission
+    try:
+        with stack.client() as api:
+            answer: list[Any] = []
+            post = threading.Thread(
+                target=lambda: answer.append(
+                    _swallow(lambda: api.post(f"/shares/{share_id}/action", json=START_BODY))
+                ),
+                daemon=True,
+            )
+            post.start()
+            wait_state(share_id, "migration_starting", timeout=30)
+            stack.kill_shim()
+            post.join(timeout=30)
+    finally:
+        stack.pause_server(False)
+    assert not answer or isinstance(answer[0], httpx.TransportError), answer
+    assert row(share_id)["mig"].flow_run_id is None
+    stack.start_shim()
+    assert recover(share_id, grace=0) == "resume"
+    wait_paused(share_id)
+    record("kill -9 shim mid-start", "resumed, phase 1 done", bytes_lost(expected, src))
+
+    stack.kill_shim()
+    stack.start_shim()
+    with stack.client() as api:
+        assert api.get(f"/shares/{share_id}/migration-progress").json()["total_progress"] == 100
+        assert (
+            api.post(f"/shares/{share_id}/action", json={"migration_complete": None}).status_code
+            == 202
+        )
+    end = wait_state(share_id, "migration_success", "migration_error", timeout=FINISH)
+    check_end("kill -9 shim while waiting", share_id, end, reference, expected)
+
+
+def _swallow(call: Any) -> Any:
+    try:
+        return call()
+    except Exception as exc:
+        return exc
+
+
+def test_cancel_in_prefect_while_suspended_is_not_left_wedged(stack: Stack, tmp_path: Path) -> None:
     """The UI's Cancel on a suspended run runs no hook (no process); recovery finishes it."""
     from prefect import get_client
     from prefect.states import Cancelled
 
-    share_id, src = _share(POOL_A)
-    gen_tree(src)
+    share_id, src, _ = make_share(stack, tmp_path, files=40)
     expected = content(src)
-    run_id = _start(share_id)
-    wait_for(lambda: _run_state(run_id).is_paused(), timeout=180, what="the approval wait")
+    start(share_id)
+    wait_paused(share_id)
     with get_client(sync_client=True) as client:
-        client.set_flow_run_state(UUID(run_id), Cancelled(message="operator"), force=True)
-    assert _row(share_id)["task_state"] == "data_copying_completed"
-    assert _recover_until_resumed(share_id) == "cancel"
-    row = _row(share_id)
+        client.set_flow_run_state(
+            UUID(current_run(share_id)), Cancelled(message="operator"), force=True
+        )
+    assert row(share_id)["task_state"] == "data_copying_completed"
+    assert recover(share_id) == "cancel"
+    end = row(share_id)
     lost = bytes_lost(expected, src)
-    record("Prefect-UI cancel while suspended", str(row["task_state"]), lost)
-    assert (row["status"], row["task_state"]) == ("available", "migration_cancelled")
-    assert row["instances"] == [(POOL_A, "available")]
+    record("Prefect-UI cancel while suspended", str(end["task_state"]), lost)
+    assert (end["status"], end["task_state"]) == ("available", "migration_cancelled")
+    assert end["instances"] == [(POOL_A, "available")]
     assert lost == 0

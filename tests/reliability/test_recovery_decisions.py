@@ -1,0 +1,55 @@
+"""`storage.migration_recovery.recovery_action`: the whole decision table, no Prefect needed."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from storage.migration_recovery import UnfinishedMigration, recovery_action
+
+NOW = datetime(2026, 1, 1, 12, 0, 0)
+
+
+def _mig(
+    task_state: str | None,
+    *,
+    requested: str | None = None,
+    run: str | None = "run-1",
+    age_s: float = 3600,
+) -> UnfinishedMigration:
+    return UnfinishedMigration("m", "s", task_state, requested, run, NOW - timedelta(seconds=age_s))
+
+
+@pytest.mark.parametrize(
+    ("mig", "run_state", "action"),
+    [
+        # A live run is never touched, whatever the migration's state.
+        (_mig("data_copying_in_progress"), "RUNNING", "leave"),
+        (_mig("data_copying_completed"), "PAUSED", "leave"),
+        (_mig("migration_starting"), "SCHEDULED", "leave"),
+        (_mig("data_copying_in_progress", requested="cancel"), "CANCELLING", "leave"),
+        # A dead run: carry the migration on from the database.
+        (_mig("data_copying_starting"), "CRASHED", "resume"),
+        (_mig("data_copying_in_progress"), "FAILED", "resume"),
+        (_mig("data_copying_completed"), "FAILED", "resume"),
+        (_mig("data_copying_in_progress"), None, "resume"),  # run deleted in Prefect
+        # A cancel asked for (API, or the Prefect UI) is honoured before the switchover...
+        (_mig("data_copying_in_progress", requested="cancel"), "CRASHED", "cancel"),
+        (_mig("data_copying_completed"), "CANCELLED", "cancel"),
+        # ...never after it began: a switchover is only ever finished.
+        (_mig("migration_completing", requested="complete"), "CRASHED", "resume"),
+        (_mig("migration_completing", requested="complete"), "CANCELLED", "resume"),
+        # Admitted without a run: its starter gets a grace period to create it.
+        (_mig("migration_starting", run=None, age_s=5), None, "leave"),
+        (_mig("migration_starting", run=None, age_s=600), None, "resume"),
+        (_mig("migration_starting", run=None, requested="cancel", age_s=600), None, "cancel"),
+    ],
+)
+def test_recovery_action(mig: UnfinishedMigration, run_state: str | None, action: str) -> None:
+    assert recovery_action(mig, run_state, now=NOW) == action
+
+
+def test_grace_is_the_callers() -> None:
+    fresh = _mig("migration_starting", run=None, age_s=5)
+    assert recovery_action(fresh, None, now=NOW, grace=timedelta(0)) == "resume"
