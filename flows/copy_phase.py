@@ -46,12 +46,14 @@ class ProgressArtifact:
 def copy_batches(
     migration_id: str, batches: list[int], *, stoppable: bool, artifact: ProgressArtifact
 ) -> None:
-    """Run `copy-batch` tasks, at most `settings.copy_workers` at once.
+    """Run `copy-batch` tasks, at most twice `settings.copy_workers` at once.
 
     On the first failure (or a cancel) no new batch starts, and the ones running are waited
     for before the error propagates, so cleanup never races a writer.
     """
-    limit = max(1, get_settings().copy_workers)
+    # Twice the copy workers in flight: a task's own Prefect round trips then overlap another
+    # batch's copy, and the pool always has the next batch queued.
+    limit = 2 * max(1, get_settings().copy_workers)
     queue = deque(batches)
     running: set[PrefectFuture[MigrationStatus]] = set()
     # The tasks' threads hand their batches to one pool of worker processes (local pairs),
