@@ -177,15 +177,14 @@ def reserve_destination(migration_id: str, *, db_url: str | None = None) -> str:
                 f"pool {pool.name} cannot take share {share.id} ({share.size} GiB): "
                 f"{verdict.reason}; pick another destination"
             )
-        with classified_os_errors(f"creating the destination instance on {pool.name}"):
-            inst = create_instance(
-                s,
-                share,
-                pool.name,
-                status="migrating_to",
-                share_type_id=type_id,
-                share_network_id=mig.new_share_network_id or share.share_network_id,
-            )
+        inst = create_instance(
+            s,
+            share,
+            pool.name,
+            status="migrating_to",
+            share_type_id=type_id,
+            share_network_id=mig.new_share_network_id or share.share_network_id,
+        )
         mig.dest_instance_id = inst.id
         s.flush()
         return inst.id
@@ -430,8 +429,7 @@ def abort(migration_id: str, outcome: str, reason: str, *, db_url: str | None = 
         mig = load_migration(s, migration_id)
         dest = s.get(ShareInstance, mig.dest_instance_id) if mig.dest_instance_id else None
         if dest is not None:
-            with classified_os_errors(f"removing the destination instance on {dest.pool_name}"):
-                delete_instance(s, dest)
+            delete_instance(s, dest)
         source = s.get(ShareInstance, mig.source_instance_id)
         if source is not None:
             source.access_read_only = False

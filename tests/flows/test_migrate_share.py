@@ -188,7 +188,7 @@ def test_permanent_failure_ends_in_migration_error_with_source_untouched() -> No
     assert [i[1] for i in row["instances"]] == [POOL_A]
     assert (share.path / "precious").read_text() == "unchanged"
     mig = migration_of(share.share_id)
-    assert "creating the destination instance on sharemig@localfs#broken" in mig.error
+    assert "creating share storage on pool sharemig@localfs#broken failed" in mig.error
     assert started.flow_run_id
     wait_for(lambda: run_state(started.flow_run_id).is_final(), timeout=30, what="run end")
     assert run_state(started.flow_run_id).is_failed()
