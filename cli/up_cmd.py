@@ -21,6 +21,8 @@ from cli.supervisor import StartupError
 from cli.up_stack import Stack, UpOptions
 from storage.errors import NotFoundError, SharemigError
 
+RECOVERY_INTERVAL_S = 60.0
+
 
 def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -145,6 +147,7 @@ def _run(stack: Stack) -> int:
             stack.start(prepare_database, lambda: apply_deployments(work_pool=stack.opts.work_pool))
             ep = stack.endpoints(*_tokens(stack.opts.home, stack.opts.project))
             _banner(ep, stack, stack.publish(ep))
+            _recover(running_are_dead=True)
         except (StartupError, SharemigError) as exc:
             err_console.print(f"[red]error:[/red] {exc}")
             return 1
@@ -160,9 +163,34 @@ def _run(stack: Stack) -> int:
         console.print("stopped")
 
 
+def _recover(*, running_are_dead: bool) -> None:
+    """Resume or cancel migrations whose flow run died (see flows.recovery); never fatal to up."""
+    from flows.recovery import recover_migrations
+
+    try:
+        recovered = recover_migrations(running_are_dead=running_are_dead)
+    except Exception as exc:  # a recovery pass must not take the service down
+        err_console.print(f"[yellow]warning:[/yellow] migration recovery pass failed: {exc}")
+        return
+    for item in recovered:
+        if item.action != "leave":
+            console.print(
+                f"recovered migration {item.migration_id} of share {item.share_id}: "
+                f"{item.action} (its flow run was {item.run_state or 'missing'})"
+            )
+
+
 def _watch(stack: Stack) -> int:
-    """Sleep until a signal, or until a child dies (then everything stops: no half-up state)."""
+    """Sleep until a signal, or until a child dies (then everything stops: no half-up state).
+
+    Every RECOVERY_INTERVAL_S it also runs a recovery pass, so a migration whose run crashed
+    while `up` was running is resumed (or cancelled) without an operator.
+    """
+    next_recovery = time.monotonic() + RECOVERY_INTERVAL_S
     while True:
+        if time.monotonic() >= next_recovery:
+            _recover(running_are_dead=False)
+            next_recovery = time.monotonic() + RECOVERY_INTERVAL_S
         dead = stack.dead_child()
         if dead is not None:
             err_console.print(
