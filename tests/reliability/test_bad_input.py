@@ -146,7 +146,7 @@ _runs: list[int] = []
 
 
 @settings(
-    max_examples=300,
+    max_examples=200,
     deadline=None,
     suppress_health_check=list(HealthCheck),
     derandomize=False,

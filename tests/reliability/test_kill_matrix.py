@@ -189,6 +189,17 @@ def verified_files(share_id: str) -> dict[bytes, tuple[int, int, int]]:
     return found
 
 
+def plan_generation(share_id: str) -> int:
+    """How many times the migration's source has been walked into its manifest."""
+    from storage.db import session_scope
+    from storage.models import CopyJob
+
+    mig = row(share_id)["mig"]
+    with session_scope() as s:
+        job = s.get(CopyJob, mig.copy_job_id or mig.id)
+        return job.generation if job is not None else 0
+
+
 def kill_runs(share_id: str) -> list[int]:
     """SIGKILL every process of the migration's current run (flow, forkserver, copiers)."""
     run_id = current_run(share_id)
@@ -304,14 +315,24 @@ def test_flow_run_killed_mid_copy_then_mid_switchover(stack: Stack, tmp_path: Pa
 
     from flows import control
 
+    generation = plan_generation(share_id)
     control.complete_migration(share_id)
-    wait_state(share_id, "migration_completing", timeout=60)
-    wait_for(lambda: kill_runs(share_id), timeout=60, what="the resumed run's processes")
+    # The switchover's final sync re-walks the source (a new plan generation); from there
+    # it finishes the copy, switches the share, deletes the source: kill it in that stretch.
+    wait_for(
+        lambda: plan_generation(share_id) > generation,
+        timeout=90,
+        interval=0.02,
+        what="the switchover's final sync",
+    )
+    kill_runs(share_id)
     half = row(share_id)
+    assert half["mig"].outcome is None, "the switchover ended before the kill landed"
     assert half["task_state"] == "migration_completing"
+    where = "after the switch" if half["host"] == POOL_B else "before the switch"
     assert recover(share_id) == "resume"
     end = wait_state(share_id, "migration_success", "migration_error", timeout=FINISH)
-    check_end("kill -9 flow run mid-switchover", share_id, end, reference, expected)
+    check_end(f"kill -9 flow run mid-switchover ({where})", share_id, end, reference, expected)
     assert not src.exists()
 
 
