@@ -44,6 +44,13 @@ def instance_location(instance_id: str) -> str:
     return f"share-{instance_id}"
 
 
+def check_text_fields(**fields: str | None) -> None:
+    """Names and descriptions are free text, but never a NUL (no database or tool keeps one)."""
+    for field, value in fields.items():
+        if value is not None and "\0" in value:
+            raise InvalidInputError(f"{field} must not contain a NUL character")
+
+
 def get_share(session: Session, share_id: str, project_id: str | None = None) -> Share:
     """The share, or `NotFoundError`; with `project_id`, another project's share is not found."""
     share = session.get(Share, share_id)
@@ -133,6 +140,7 @@ def create_share(
     host: str | None = None,
 ) -> Share:
     """Create a share on the best-fitting pool (or on `host`, if it fits)."""
+    check_text_fields(name=name, description=description)
     if size < 1:
         raise InvalidInputError(f"share size must be a positive number of GiB, got {size}")
     share_type = (
@@ -229,6 +237,7 @@ def create_snapshot(
     description: str | None = None,
     project_id: str | None = None,
 ) -> Snapshot:
+    check_text_fields(name=name, description=description)
     share = get_share(session, share_id, project_id)
     if share.status != "available":
         raise InvalidStateError(f"share {share_id} is {share.status}; snapshots need 'available'")

@@ -21,10 +21,17 @@ HOSTILE = ["..", "../..", "/etc", "a/../../b", ".snapshots", "x\0y", "", "~root"
 def test_hostile_names_never_become_paths(pools: dict[str, Path], name: str) -> None:
     from storage.db import session_scope
     from storage.drivers.base import check_location
+    from storage.errors import InvalidInputError
     from storage.pools import driver_for
     from storage.shares import active_instance, create_share, create_snapshot
 
     before = set(Path("/").iterdir())
+    if "\0" in name:
+        # No database keeps a NUL (PostgreSQL refuses it): refused up front, as bad input.
+        with session_scope() as s, pytest.raises(InvalidInputError, match="NUL"):
+            create_share(s, project_id="rel", size=1, host=POOL_A, name=name)
+        record("security: hostile share/snapshot names", "refused", 0)
+        return
     with session_scope() as s:
         share = create_share(s, project_id="rel", size=1, host=POOL_A, name=name)
         snap = create_snapshot(s, share.id, name=name)
