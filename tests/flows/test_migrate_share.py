@@ -151,11 +151,12 @@ def test_cancel_while_copying_stops_the_copy(tmp_path: Path) -> None:
     from flows import control
 
     share = new_share(POOL_A)
+    # 500 MiB: big enough that the parallel copy cannot finish before the cancel lands.
     for d in range(40):
         sub = share.path / f"d{d:02}"
         sub.mkdir()
         for f in range(100):
-            (sub / f"f{f:03}").write_bytes(bytes([d, f]) * 2048)
+            (sub / f"f{f:03}").write_bytes(bytes([d, f]) * 65536)
     started = control.start_migration(
         share.share_id, start_request(POOL_B, force_host_assisted_migration=True)
     )
@@ -164,7 +165,7 @@ def test_cancel_while_copying_stops_the_copy(tmp_path: Path) -> None:
     control.cancel_migration(share.share_id, reason="wrong pool")
     assert share_row(share.share_id)["status"] == "migrating"
     # The share stays readable while the copy winds down.
-    assert (share.path / "d07" / "f042").read_bytes() == bytes([7, 42]) * 2048
+    assert (share.path / "d07" / "f042").read_bytes() == bytes([7, 42]) * 65536
     row = wait_task_state(share.share_id, "migration_cancelled", timeout=90)
     assert row["status"] == "available" and row["host"] == POOL_A
     mig = migration_of(share.share_id)
