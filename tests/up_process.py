@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cli.supervisor import pids_with_env
+
 SHAREMIG = str(Path(sys.executable).with_name("sharemig"))
 UP_START_S = 240.0
 
@@ -42,19 +44,7 @@ def user_env(home: Path) -> dict[str, str]:
 
 def pids_of_home(home: Path) -> list[int]:
     """Live (non-zombie) processes started with SHAREMIG_HOME=`home` in their environment."""
-    marker = f"SHAREMIG_HOME={home}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            env = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != b"Z" and marker in env.split(b"\0"):
-            found.append(int(entry.name))
-    return found
+    return pids_with_env("SHAREMIG_HOME", str(home))
 
 
 @dataclass
