@@ -24,6 +24,8 @@ import pytest
 import yaml
 from prefect_service import PREFECT, wait_for
 
+from cli.supervisor import pids_with_env
+
 SHAREMIG = str(Path(sys.executable).with_name("sharemig"))
 WORK_POOL = "sharemig-kill"
 POOL_A = "kill@localfs#a"
@@ -44,19 +46,8 @@ def free_port() -> int:
 
 def processes_with_env(marker: str) -> list[int]:
     """Live processes whose environment holds `marker` (`NAME=value`)."""
-    wanted = marker.encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            env = (entry / "environ").read_bytes()
-            state = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != b"Z" and wanted in env.split(b"\0"):
-            found.append(int(entry.name))
-    return found
+    key, _, value = marker.partition("=")
+    return pids_with_env(key, value)
 
 
 def descendants(pid: int) -> list[int]:
