@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     batch_max_bytes: int = 1 << 30
     verify_attempts: int = 3
     bandwidth_limit_bytes: int | None = None
+    walk_limit_entries: int | None = None
+    """At most this many source entries per second are walked while planning: caps the
+    metadata load (stat, readdir) a migration puts on a filer that clients are still using."""
 
     approval_timeout_s: int = 7 * 24 * 3600
     approval_timeout_action: str = "keep_waiting"

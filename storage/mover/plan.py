@@ -22,6 +22,7 @@ from storage.models.manifest import CopyJob, ManifestEntry
 from storage.mover.endpoints import normalize_url, open_endpoint
 from storage.mover.results import PlanSummary
 from storage.mover.sql import executemany
+from storage.mover.throttle import Throttle
 from storage.mover.walk import FILE, HARDLINK, WalkEntry, walk
 from storage.settings import get_settings
 
@@ -285,8 +286,12 @@ def plan_copy(
         fresh = last_batch is None
     planner = _Planner(job_id, generation, fresh, keep_links=source.local and dest.local)
     planner.start_batches_after(last_batch if last_batch is not None else -1)
+    limit = get_settings().walk_limit_entries
+    throttle = Throttle(limit) if limit else None
     chunk: list[WalkEntry] = []
     for entry in walk(source):
+        if throttle is not None:
+            throttle.consume(1)
         chunk.append(entry)
         if len(chunk) >= CHUNK:
             with session_scope(db_url) as session:

@@ -1,4 +1,5 @@
-"""An optional bandwidth limit: a token bucket that sleeps the copying thread when ahead."""
+"""Optional rate limits (bytes copied, entries walked): a token bucket that sleeps the
+calling thread when it is ahead."""
 
 from __future__ import annotations
 
@@ -7,22 +8,23 @@ import time
 
 
 class Throttle:
-    """At most `rate` bytes per second on average, with up to one second of burst."""
+    """At most `rate` units (bytes, entries) per second on average, with up to one second
+    of burst."""
 
     def __init__(self, rate: int) -> None:
         if rate <= 0:
-            raise ValueError("bandwidth limit must be positive")
+            raise ValueError("a rate limit must be positive")
         self.rate = rate
         self._allowance = float(rate)
         self._last = time.monotonic()
         self._lock = threading.Lock()
 
-    def consume(self, nbytes: int) -> None:
+    def consume(self, units: int) -> None:
         with self._lock:
             now = time.monotonic()
             self._allowance = min(self.rate, self._allowance + (now - self._last) * self.rate)
             self._last = now
-            self._allowance -= nbytes
+            self._allowance -= units
             wait = -self._allowance / self.rate if self._allowance < 0 else 0.0
         if wait > 0:
             time.sleep(wait)

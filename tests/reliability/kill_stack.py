@@ -34,6 +34,9 @@ PROJECT = "rel"
 OTHER_PROJECT = "other"
 # Slow enough that a few MiB take seconds: a kill lands mid-copy without a large tree.
 BANDWIDTH = 3 << 20
+# Likewise for planning: unthrottled, a thousand-file walk is over in ~20 ms, too quick for
+# a kill to land inside it; at this pace it takes seconds.
+WALK_LIMIT = 200
 
 
 def free_port() -> int:
@@ -201,6 +204,7 @@ class Stack:
             SHAREMIG_BATCH_MAX_FILES="32",
             SHAREMIG_COPY_WORKERS="2",
             SHAREMIG_BANDWIDTH_LIMIT_BYTES=str(BANDWIDTH),
+            SHAREMIG_WALK_LIMIT_ENTRIES=str(WALK_LIMIT),
             **extra_env,
         )
         self.worker_env = env

@@ -121,12 +121,20 @@ def row(share_id: str) -> dict[str, Any]:
 
 
 def wait_state(share_id: str, *states: str, timeout: float = PHASE1) -> dict[str, Any]:
-    return wait_for(  # type: ignore[no-any-return]
-        lambda: (r := row(share_id))["task_state"] in states and r,
-        timeout=timeout,
-        interval=0.05,
-        what=f"share {share_id} to reach {states}",
-    )
+    seen: list[str | None] = []
+
+    def reached() -> dict[str, Any] | None:
+        r = row(share_id)
+        if not seen or seen[-1] != r["task_state"]:
+            seen.append(r["task_state"])
+        return r if r["task_state"] in states else None
+
+    try:
+        return wait_for(  # type: ignore[no-any-return]
+            reached, timeout=timeout, interval=0.05, what=f"share {share_id} to reach {states}"
+        )
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; task_state went {' -> '.join(map(str, seen))}") from None
 
 
 def run_state(run_id: str) -> Any:
@@ -285,7 +293,7 @@ def assert_not_recopied(before: dict[bytes, tuple[int, int, int]], share_id: str
 
 
 def test_flow_run_killed_mid_plan(stack: Stack, tmp_path: Path) -> None:
-    # Many small files: the walk into the manifest takes long enough to be killed in.
+    # The stack paces walks (WALK_LIMIT entries/s): planning a thousand files takes seconds.
     share_id, src, reference = make_share(stack, tmp_path, files=1000, size=0)
     expected = content(src)
     start(share_id)
