@@ -1,72 +1,105 @@
-"""Copying a migration's manifest batches with bounded concurrency, one task per batch.
+"""The host-assisted copy inside a flow: the walk and the copy run at once, one task per batch.
 
 The Prefect UI shows a progress artifact that follows verified bytes.
 """
 
 from __future__ import annotations
 
+import queue
 from collections import deque
 from typing import Any, cast
 from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.futures import PrefectFuture, as_completed, wait
+from prefect.futures import PrefectFuture, wait
 
-from storage.migration_copy import copy_pool
+from storage.migration_copy import batch_feed, copy_pool
 from storage.migration_lifecycle import MigrationStatus, status
 from storage.settings import get_settings
 from tasks import migration_steps as steps
 
 
 class ProgressArtifact:
-    """A progress artifact on the current flow run, updated only when the figure changes."""
+    """A progress artifact on the current flow run, updated only when the figure changes.
 
-    def __init__(self, migration_id: str, what: str) -> None:
-        self._last = status(migration_id).percent
+    A lazy one is created at its first change (a final sync that finds nothing to copy
+    leaves no artifact behind)."""
+
+    def __init__(self, migration_id: str, what: str, *, lazy: bool = False) -> None:
+        self._migration_id = migration_id
         self._what = what
-        self._id: UUID = cast(Any, create_progress_artifact)(
-            progress=float(self._last),
-            key=f"migration-{migration_id}".lower(),
-            description=f"{what}: verified bytes of share migration {migration_id}",
+        self._last = status(migration_id).percent
+        self._id: UUID | None = None if lazy else self._create(self._last)
+
+    def _create(self, percent: int) -> UUID:
+        return cast(
+            UUID,
+            cast(Any, create_progress_artifact)(
+                progress=float(percent),
+                key=f"migration-{self._migration_id}".lower(),
+                description=f"{self._what}: verified bytes of share migration {self._migration_id}",
+            ),
         )
 
     def update(self, st: MigrationStatus) -> None:
-        if st.percent != self._last:
-            self._last = st.percent
-            cast(Any, update_progress_artifact)(
-                self._id,
-                progress=float(st.percent),
-                description=(
-                    f"{self._what}: {st.files_verified}/{st.files_planned} files, "
-                    f"{st.bytes_verified}/{st.bytes_planned} bytes verified"
-                ),
-            )
+        if st.percent == self._last:
+            return
+        self._last = st.percent
+        if self._id is None:
+            self._id = self._create(st.percent)
+        cast(Any, update_progress_artifact)(
+            self._id,
+            progress=float(st.percent),
+            description=(
+                f"{self._what}: {st.files_verified}/{st.files_planned} files, "
+                f"{st.bytes_verified}/{st.bytes_planned} bytes verified"
+            ),
+        )
 
 
-def copy_batches(
-    migration_id: str, batches: list[int], *, stoppable: bool, artifact: ProgressArtifact
+def plan_and_copy(
+    migration_id: str, *, final_sync: bool, stoppable: bool, artifact: ProgressArtifact
 ) -> None:
-    """Run `copy-batch` tasks, at most twice `settings.copy_workers` at once.
+    """Run the `plan-copy` task and, while it walks, a `copy-batch` task for each batch it
+    closes: at most twice `settings.copy_workers` batches at once.
 
-    On the first failure (or a cancel) no new batch starts, and the ones running are waited
-    for before the error propagates, so cleanup never races a writer.
+    On the first failure (or a cancel) no new batch starts, and the tasks still running are
+    waited for before the error propagates, so cleanup never races a writer.
     """
     # Twice the copy workers in flight: a task's own Prefect round trips then overlap another
     # batch's copy, and the pool always has the next batch queued.
     limit = 2 * max(1, get_settings().copy_workers)
-    queue = deque(batches)
-    running: set[PrefectFuture[MigrationStatus]] = set()
+    # Everything the loop reacts to arrives here, from the walk's thread and the tasks'.
+    events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+    waiting: deque[int] = deque()
+    seen: set[int] = set()
+    running: set[PrefectFuture[Any]] = set()
+
+    def queue_batches(batches: list[int]) -> None:
+        fresh = [b for b in batches if b not in seen]
+        seen.update(fresh)
+        waiting.extend(fresh)
+
     # The tasks' threads hand their batches to one pool of worker processes (local pairs),
     # so the copy inside the flow runs with the bare mover's parallelism.
-    with copy_pool(migration_id):
+    with copy_pool(migration_id), batch_feed(migration_id, lambda b: events.put(("batches", b))):
+        plan = steps.plan_copy.submit(migration_id, final_sync)
+        plan.add_done_callback(lambda f: events.put(("planned", f)))
+        planning = True
         try:
-            while queue or running:
-                while queue and len(running) < limit:
-                    running.add(steps.copy_batch.submit(migration_id, queue.popleft(), stoppable))
-                for done in as_completed(list(running)):
-                    running.discard(done)
-                    artifact.update(done.result())
-                    break
+            while planning or waiting or running:
+                kind, value = events.get()
+                if kind == "batches":
+                    queue_batches(value)
+                elif kind == "planned":
+                    planning = False
+                    queue_batches(value.result())
+                else:
+                    running.discard(value)
+                    artifact.update(value.result())
+                while waiting and len(running) < limit:
+                    future = steps.copy_batch.submit(migration_id, waiting.popleft(), stoppable)
+                    running.add(future)
+                    future.add_done_callback(lambda f: events.put(("copied", f)))
         finally:
-            if running:
-                wait(list(running))
+            wait([*running, cast(PrefectFuture[Any], plan)])

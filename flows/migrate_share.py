@@ -18,7 +18,7 @@ from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
 from prefect.states import Cancelled, Failed
 
-from flows.copy_phase import ProgressArtifact, copy_batches
+from flows.copy_phase import ProgressArtifact, plan_and_copy
 from flows.switchover import switchover
 from storage import migration_lifecycle as lifecycle
 from storage.errors import CancelledError, InvalidStateError
@@ -56,8 +56,7 @@ def _phase1(migration_id: str) -> str:
             time.sleep(DRIVER_POLL_S)
         artifact.update(lifecycle.status(migration_id))
     else:
-        batches = steps.plan_copy(migration_id)
-        copy_batches(migration_id, batches, stoppable=True, artifact=artifact)
+        plan_and_copy(migration_id, final_sync=False, stoppable=True, artifact=artifact)
         _stop_if_cancel_requested(migration_id)
         steps.finish_copy(migration_id)
     return mechanism

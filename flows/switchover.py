@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.copy_phase import ProgressArtifact, copy_batches
+from flows.copy_phase import ProgressArtifact, plan_and_copy
 from tasks import migration_steps as steps
 
 
@@ -19,10 +19,8 @@ def switchover(migration_id: str, mechanism: str) -> str:
     if mechanism == "driver":
         steps.driver_complete(migration_id)
     else:
-        batches = steps.plan_copy(migration_id, final_sync=True)
-        if batches:
-            artifact = ProgressArtifact(migration_id, "final sync")
-            copy_batches(migration_id, batches, stoppable=False, artifact=artifact)
+        artifact = ProgressArtifact(migration_id, "final sync", lazy=True)
+        plan_and_copy(migration_id, final_sync=True, stoppable=False, artifact=artifact)
         steps.finish_copy(migration_id, final_sync=True)
     steps.switch_to_destination(migration_id)
     steps.delete_source(migration_id)

@@ -6,7 +6,8 @@ by the database: task_state says which steps are done, the mover's manifest whic
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy.orm import Session
@@ -112,13 +113,32 @@ def sync_copy_progress(migration_id: str, *, db_url: str | None = None) -> Migra
     return status(migration_id, db_url=db_url)
 
 
+_feeds: dict[str, Callable[[list[int]], None]] = {}
+_feeds_lock = threading.Lock()
+
+
+@contextmanager
+def batch_feed(migration_id: str, on_batches: Callable[[list[int]], None]) -> Iterator[None]:
+    """While the block runs, `host_plan` for this migration (in this process) hands batches
+    to `on_batches` as soon as the walk closes them, so they are copied while it goes on."""
+    with _feeds_lock:
+        _feeds[migration_id] = on_batches
+    try:
+        yield
+    finally:
+        with _feeds_lock:
+            if _feeds.get(migration_id) is on_batches:
+                del _feeds[migration_id]
+
+
 def host_plan(
     migration_id: str, *, final_sync: bool = False, db_url: str | None = None
 ) -> list[int]:
     """Walk the source into the manifest (again, incrementally, for the final sync).
 
     Phase 1 takes the source's access read-only (contract §9.5 step 3) and moves through
-    `data_copying_starting` -> `data_copying_in_progress`. Returns the batches left to copy.
+    `data_copying_starting` -> `data_copying_in_progress`. Returns the batches left to copy
+    (including any already handed to a `batch_feed`).
     """
     from storage.mover import pending_batches, plan_copy
     from storage.mover.pool import prestart
@@ -134,8 +154,10 @@ def host_plan(
         job_id = mig.copy_job_id
         src, dst = _copy_urls(s, mig)
     prestart(src, dst)
+    with _feeds_lock:
+        feed = _feeds.get(migration_id)
     with classified_os_errors("walking the source share"):
-        plan_copy(job_id, src, dst, db_url=db_url)
+        plan_copy(job_id, src, dst, db_url=db_url, on_batches=feed)
     if not final_sync:
         set_task_state(migration_id, "data_copying_in_progress", db_url=db_url)
     sync_copy_progress(migration_id, db_url=db_url)
