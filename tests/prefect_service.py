@@ -27,12 +27,19 @@ PREFECT = str(Path(sys.executable).with_name("prefect"))
 def wait_for(
     condition: Callable[[], Any], *, timeout: float, interval: float = 0.2, what: str = ""
 ) -> Any:
-    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds.
+
+    A condition raises AssertionError when what it waits for can no longer come (the
+    migration failed, the run ended, the state went past): that fails the wait at once
+    instead of at the timeout. Other exceptions (a server restarting) are polled through.
+    """
     deadline = time.monotonic() + timeout
     last_exc: BaseException | None = None
     while time.monotonic() < deadline:
         try:
             value = condition()
+        except AssertionError:
+            raise
         except Exception as exc:  # keep polling; report the last problem on timeout
             last_exc = exc
         else:
@@ -79,7 +86,7 @@ def prefect_server(session_dir: Path) -> Iterator[str]:
 
         def healthy() -> bool:
             if proc.poll() is not None:
-                raise RuntimeError(f"prefect server exited:\n{_log_tail(log_path)}")
+                raise AssertionError(f"prefect server exited:\n{_log_tail(log_path)}")
             return httpx.get(f"{api_url}/health", timeout=2).status_code == 200
 
         wait_for(healthy, timeout=90, interval=0.5, what="prefect server /api/health")
@@ -167,7 +174,7 @@ def worker(deployed: dict[str, Any], service_home: Path, session_dir: Path) -> I
 
     def online() -> bool:
         if proc.poll() is not None:
-            raise RuntimeError(f"prefect worker exited:\n{_log_tail(log_path)}")
+            raise AssertionError(f"prefect worker exited:\n{_log_tail(log_path)}")
         with get_client(sync_client=True) as client:
             return bool(client.read_workers_for_work_pool(WORK_POOL))
 

@@ -125,7 +125,7 @@ def run_shim(home: Path, env: dict[str, str] | None = None) -> Iterator[ShimServ
 
         def up() -> bool:
             if proc.poll() is not None:
-                raise RuntimeError(f"the shim exited:\n{server.log_tail()}")
+                raise AssertionError(f"the shim exited:\n{server.log_tail()}")
             return httpx.get(server.url + "/", timeout=2).status_code == 300
 
         wait_for(up, timeout=60, interval=0.2, what="the API shim to answer GET /")
