@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage.settings import get_settings
@@ -80,11 +82,49 @@ def alembic_config(url: str | None = None) -> Any:
     return cfg
 
 
+_REVISION_LINE = re.compile(
+    r"^(revision|down_revision)\s*(?::[^=]*)?=\s*(?:'([^']*)'|\"([^\"]*)\"|(None))\s*$", re.M
+)
+
+
+def head_revisions() -> frozenset[str] | None:
+    """The head revision ids of the migrations shipped in `storage/migrations/versions/`, read
+    from the files' `revision = ...` / `down_revision = ...` lines without importing Alembic;
+    None when a file does not spell them as a plain string (or None), e.g. a merge revision."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (_MIGRATIONS_DIR / "versions").glob("*.py"):
+        found = {m[1]: m[2] or m[3] or None for m in _REVISION_LINE.finditer(path.read_text())}
+        if "revision" not in found or "down_revision" not in found or not found["revision"]:
+            return None
+        revisions.add(found["revision"])
+        if found["down_revision"]:
+            parents.add(found["down_revision"])
+    heads = frozenset(revisions - parents)
+    return heads or None
+
+
+def current_revisions(url: str | None = None) -> frozenset[str] | None:
+    """The revision ids stamped in the database at `url`; None when it has no version table."""
+    try:
+        with get_engine(url).connect() as conn:
+            rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    except SQLAlchemyError:
+        return None
+    return frozenset(str(r[0]) for r in rows)
+
+
 def upgrade(url: str | None = None) -> None:
-    """Bring the database at `url` to the newest schema revision (idempotent)."""
+    """Bring the database at `url` to the newest schema revision (idempotent).
+
+    A database already at the shipped head returns without importing Alembic (~0.2 s of every
+    `sharemig copy` start); only a missing or older schema runs the migrations."""
+    url = url or get_settings().db_url
+    heads = head_revisions()
+    if heads is not None and current_revisions(url) == heads:
+        return
     from alembic import command
 
-    url = url or get_settings().db_url
     cfg = alembic_config(url)
     with get_engine(url).begin() as conn:
         cfg.attributes["connection"] = conn
