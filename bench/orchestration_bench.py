@@ -215,6 +215,10 @@ def main() -> None:
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="sharemig-orch-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    # A reused --workdir keeps its generated tree but starts from a fresh database: an old
+    # manifest would make the bare mover resume a copy whose destination was removed.
+    for old in ("home", "prefect-home", *(p.name for p in work.glob("bare-*"))):
+        shutil.rmtree(work / old, ignore_errors=True)
     set_environment(work)
 
     sys.path.insert(0, str(REPO))

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     work_pool: str = "sharemig"
 
     copy_workers: int = 4
-    batch_max_files: int = 256
+    batch_max_files: int = 2048
     batch_max_bytes: int = 1 << 30
     verify_attempts: int = 3
     bandwidth_limit_bytes: int | None = None
