@@ -32,11 +32,17 @@ POOL_A = "kill@localfs#a"
 POOL_B = "kill@localfs#b"
 PROJECT = "rel"
 OTHER_PROJECT = "other"
-# Slow enough that a few MiB take seconds: a kill lands mid-copy without a large tree.
-BANDWIDTH = 3 << 20
+# The copy is paced so a kill lands mid-copy without a large tree. The mover gives each batch
+# a fresh throttle with a second of burst (rate / workers bytes), so a batch smaller than that
+# is not slowed at all: at 3 MiB/s the old 32-file batches (~1.3 MiB) went unthrottled and the
+# test trees copied in about a second. A 16-file batch of the matrix's trees (~640 KiB) at
+# 256 KiB/s per worker takes ~1.5 s, so 240 files take ~11 s whatever the machine's speed.
+BANDWIDTH = 512 << 10
+BATCH_MAX_FILES = 16
 # Likewise for planning: unthrottled, a thousand-file walk is over in ~20 ms, too quick for
-# a kill to land inside it; at this pace it takes seconds.
-WALK_LIMIT = 200
+# a kill to land inside it. At this pace (after a burst of WALK_LIMIT entries) a 500-file walk
+# takes ~4 s and the switchover's final-sync walk of a 240-file tree ~1.7 s.
+WALK_LIMIT = 100
 
 
 def free_port() -> int:
@@ -176,7 +182,7 @@ class Stack:
 
         def healthy() -> bool:
             if proc.poll() is not None:
-                raise RuntimeError(f"prefect server exited:\n{self.log_tail('server')}")
+                raise AssertionError(f"prefect server exited:\n{self.log_tail('server')}")
             return httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200
 
         wait_for(healthy, timeout=180, interval=0.3, what="the kill stack's prefect server")
@@ -201,7 +207,7 @@ class Stack:
         from prefect import get_client
 
         env = self.env(
-            SHAREMIG_BATCH_MAX_FILES="32",
+            SHAREMIG_BATCH_MAX_FILES=str(BATCH_MAX_FILES),
             SHAREMIG_COPY_WORKERS="2",
             SHAREMIG_BANDWIDTH_LIMIT_BYTES=str(BANDWIDTH),
             SHAREMIG_WALK_LIMIT_ENTRIES=str(WALK_LIMIT),
@@ -221,7 +227,7 @@ class Stack:
 
         def online() -> bool:
             if proc.poll() is not None:
-                raise RuntimeError(f"prefect worker exited:\n{self.log_tail('worker')}")
+                raise AssertionError(f"prefect worker exited:\n{self.log_tail('worker')}")
             with get_client(sync_client=True) as client:
                 workers = client.read_workers_for_work_pool(WORK_POOL)
                 return any(w.status.value == "ONLINE" for w in workers)
@@ -265,7 +271,7 @@ class Stack:
 
         def up() -> bool:
             if proc.poll() is not None:
-                raise RuntimeError(f"the shim exited:\n{self.log_tail('shim')}")
+                raise AssertionError(f"the shim exited:\n{self.log_tail('shim')}")
             return httpx.get(self.shim_url + "/", timeout=2).status_code == 300
 
         wait_for(up, timeout=60, interval=0.2, what="the kill stack's API shim")

@@ -120,13 +120,38 @@ def row(share_id: str) -> dict[str, Any]:
         }
 
 
+# A host-assisted migration's task states in the order it passes them, then its ends.
+ORDER = (
+    "migration_starting",
+    "migration_in_progress",
+    "data_copying_starting",
+    "data_copying_in_progress",
+    "data_copying_completing",
+    "data_copying_completed",
+    "migration_completing",
+)
+ENDS = ("migration_success", "migration_error", "migration_cancelled")
+
+
+def _went_past(state: str | None, targets: tuple[str, ...]) -> bool:
+    """True once `state` is after every target: the one awaited was skipped or is over."""
+    if state is None or state in targets:
+        return False
+    if state in ENDS:
+        return True
+    ranks = [ORDER.index(t) for t in targets if t in ORDER]
+    return state in ORDER and bool(ranks) and ORDER.index(state) > max(ranks)
+
+
 def wait_state(share_id: str, *states: str, timeout: float = PHASE1) -> dict[str, Any]:
+    """Until the share is in one of `states`; fails at once if it went past them all."""
     seen: list[str | None] = []
 
     def reached() -> dict[str, Any] | None:
         r = row(share_id)
         if not seen or seen[-1] != r["task_state"]:
             seen.append(r["task_state"])
+        assert not _went_past(r["task_state"], states), f"share {share_id} went past {states}"
         return r if r["task_state"] in states else None
 
     try:
@@ -253,10 +278,32 @@ def recover_or_finish(share_id: str, *, running_are_dead: bool) -> str:
     return str(wait_for(settled, timeout=PHASE1, interval=1, what="phase 1 or recovery"))
 
 
+# The states before the copy's end: past them, "mid-copy" can no longer come.
+COPYING = (
+    "migration_starting",
+    "migration_in_progress",
+    "data_copying_starting",
+    "data_copying_in_progress",
+)
+
+
 def wait_mid_copy(share_id: str) -> None:
+    """Until the walk is done and some, but less than half, of the files are verified.
+
+    The stack's pacing (kill_stack.BANDWIDTH) keeps that stretch seconds long; should a copy
+    still get past it between two polls, this fails at once instead of at the timeout.
+    """
+    seen: list[tuple[str | None, int, int]] = []
+
     def under_way() -> bool:
-        mig = row(share_id)["mig"]
-        return bool(0 < mig.files_verified < mig.files_planned // 2)
+        r = row(share_id)
+        mig = r["mig"]
+        seen.append((r["task_state"], mig.files_verified, mig.files_planned))
+        assert r["task_state"] in COPYING, f"phase 1 ended before a poll saw it: {seen[-5:]}"
+        return bool(
+            r["task_state"] == "data_copying_in_progress"
+            and 0 < mig.files_verified < mig.files_planned // 2
+        )
 
     wait_for(under_way, timeout=PHASE1, interval=0.05, what="the copy to be under way")
 
@@ -293,8 +340,8 @@ def assert_not_recopied(before: dict[bytes, tuple[int, int, int]], share_id: str
 
 
 def test_flow_run_killed_mid_plan(stack: Stack, tmp_path: Path) -> None:
-    # The stack paces walks (WALK_LIMIT entries/s): planning a thousand files takes seconds.
-    share_id, src, reference = make_share(stack, tmp_path, files=1000, size=0)
+    # The stack paces walks (WALK_LIMIT entries/s): planning 500 files takes seconds.
+    share_id, src, reference = make_share(stack, tmp_path, files=500, size=0)
     expected = content(src)
     start(share_id)
     wait_state(share_id, "data_copying_starting")
@@ -325,14 +372,15 @@ def test_flow_run_killed_mid_copy_then_mid_switchover(stack: Stack, tmp_path: Pa
 
     generation = plan_generation(share_id)
     control.complete_migration(share_id)
+
     # The switchover's final sync re-walks the source (a new plan generation); from there
-    # it finishes the copy, switches the share, deletes the source: kill it in that stretch.
-    wait_for(
-        lambda: plan_generation(share_id) > generation,
-        timeout=90,
-        interval=0.02,
-        what="the switchover's final sync",
-    )
+    # it finishes the copy, switches the share, deletes the source: kill it in that stretch
+    # (the stack paces that walk: it alone lasts over a second).
+    def final_sync_started() -> bool:
+        assert row(share_id)["mig"].outcome is None, "the switchover ended before a poll saw it"
+        return plan_generation(share_id) > generation
+
+    wait_for(final_sync_started, timeout=90, interval=0.02, what="the switchover's final sync")
     kill_runs(share_id)
     half = row(share_id)
     assert half["mig"].outcome is None, "the switchover ended before the kill landed"
