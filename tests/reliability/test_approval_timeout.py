@@ -31,6 +31,15 @@ pytestmark = pytest.mark.slow
 TIMEOUT_S = 3
 
 
+def run_state_names(run_id: str) -> list[str]:
+    from uuid import UUID
+
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return [st.name for st in client.read_flow_run_states(UUID(run_id))]
+
+
 @pytest.fixture
 def timeout_action(stack: Stack, request: pytest.FixtureRequest) -> Iterator[str]:
     """The stack's worker restarted with a short approval timeout and the given action."""
@@ -73,9 +82,10 @@ def test_cancel_rejects_a_migration_nobody_approved(
 ) -> None:
     share_id, src, _ = make_share(stack, tmp_path, files=40)
     expected = content(src)
-    start(share_id)
-    wait_paused(share_id)
+    run_id = start(share_id)
+    # The wait lasts TIMEOUT_S: a poll may miss it, so the run's state history shows it.
     end = wait_state(share_id, "migration_cancelled", "migration_error", timeout=90)
+    assert "Suspended" in run_state_names(run_id), run_state_names(run_id)
     lost = bytes_lost(expected, src)
     record("approval timeout: cancel", str(end["task_state"]), lost)
     assert (end["status"], end["task_state"]) == ("available", "migration_cancelled")
