@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from shim_server import ShimServer, free_port, run_shim, write_inventory
+from shim_server import ShimServer, run_shim, write_inventory
 
 
 @pytest.fixture(scope="session")
@@ -18,11 +19,14 @@ def shim(session_dir: Path) -> Iterator[ShimServer]:
     home.mkdir(parents=True, exist_ok=True)
     write_inventory(home)
     env = dict(os.environ)
-    # Nothing listens there, whatever other tests of this session start: a start that passes
-    # every check meets an unreachable Prefect.
-    env["PREFECT_API_URL"] = f"http://127.0.0.1:{free_port()}/api"
-    with run_shim(home, env) as server:
-        yield server
+    # A port held bound but never listening: connections to it are refused, and no other
+    # server (of this session or another engineer's) can take it, as it could a port that
+    # was only free when asked. A start that passes every check meets an unreachable Prefect.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        env["PREFECT_API_URL"] = f"http://127.0.0.1:{held.getsockname()[1]}/api"
+        with run_shim(home, env) as server:
+            yield server
 
 
 @pytest.fixture
