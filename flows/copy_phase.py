@@ -13,10 +13,12 @@ from uuid import UUID
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture, wait
 
-from storage.migration_copy import batch_feed, copy_pool
+from storage.migration_copy import batch_feed, copy_pool, sync_copy_progress
 from storage.migration_lifecycle import MigrationStatus, status
 from storage.settings import get_settings
 from tasks import migration_steps as steps
+
+PROGRESS_EVERY_S = 1.0
 
 
 class ProgressArtifact:
@@ -88,7 +90,13 @@ def plan_and_copy(
         planning = True
         try:
             while planning or waiting or running:
-                kind, value = events.get()
+                try:
+                    kind, value = events.get(timeout=PROGRESS_EVERY_S)
+                except queue.Empty:
+                    # A batch takes a while: the counters its workers flush reach the API
+                    # and the artifact between task ends too.
+                    artifact.update(sync_copy_progress(migration_id))
+                    continue
                 if kind == "batches":
                     queue_batches(value)
                 elif kind == "planned":
