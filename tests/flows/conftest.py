@@ -85,11 +85,17 @@ def share_row(share_id: str) -> dict[str, Any]:
         }
 
 
+ENDS = ("migration_success", "migration_error", "migration_cancelled")
+
+
 def wait_task_state(share_id: str, *states: str, timeout: float = 120) -> dict[str, Any]:
+    """Until the share is in one of `states`; fails at once if the migration ended otherwise."""
+
     def reached() -> dict[str, Any] | None:
         row = share_row(share_id)
-        if row["task_state"] in ("migration_error",) and "migration_error" not in states:
-            raise AssertionError(f"migration failed: {migration_of(share_id).error}")
+        if row["task_state"] in ENDS and row["task_state"] not in states:
+            mig = migration_of(share_id)
+            raise AssertionError(f"migration ended in {row['task_state']}: {mig.error}")
         return row if row["task_state"] in states else None
 
     return wait_for(reached, timeout=timeout, interval=0.2, what=f"{share_id} in {states}")
