@@ -21,6 +21,8 @@ import pytest
 import yaml
 
 WORK_POOL = "sharemig"
+BANDWIDTH = 8 << 20
+"""Copy throttle (bytes/s) of the session worker's flow runs."""
 PREFECT = str(Path(sys.executable).with_name("prefect"))
 
 
@@ -153,6 +155,10 @@ def _service_env(home: Path) -> dict[str, str]:
     # Small batches so a copy spans many tasks (and a cancel can land mid-copy).
     env["SHAREMIG_BATCH_MAX_FILES"] = "64"
     env["SHAREMIG_COPY_WORKERS"] = "2"
+    # Paces the copy so a cancel lands mid-copy whatever the machine's speed. The mover gives
+    # each batch a fresh throttle with a second of burst (4 MiB per worker here): trees of
+    # small files copy at full speed; a batch of 64 x 256 KiB files takes ~3 s.
+    env["SHAREMIG_BANDWIDTH_LIMIT_BYTES"] = str(BANDWIDTH)
     return env
 
 

@@ -151,12 +151,14 @@ def test_cancel_while_copying_stops_the_copy(tmp_path: Path) -> None:
     from flows import control
 
     share = new_share(POOL_A)
-    # 500 MiB: big enough that the parallel copy cannot finish before the cancel lands.
+    # 400 files of 256 KiB: the session worker's bandwidth limit (prefect_service.BANDWIDTH)
+    # makes each 64-file batch take seconds, so the copy cannot finish before the cancel
+    # lands, however fast the machine (a 500 MiB tree copied at full speed once did).
     for d in range(40):
         sub = share.path / f"d{d:02}"
         sub.mkdir()
-        for f in range(100):
-            (sub / f"f{f:03}").write_bytes(bytes([d, f]) * 65536)
+        for f in range(10):
+            (sub / f"f{f:03}").write_bytes(bytes([d, f]) * 131072)
     started = control.start_migration(
         share.share_id, start_request(POOL_B, force_host_assisted_migration=True)
     )
@@ -165,13 +167,13 @@ def test_cancel_while_copying_stops_the_copy(tmp_path: Path) -> None:
     control.cancel_migration(share.share_id, reason="wrong pool")
     assert share_row(share.share_id)["status"] == "migrating"
     # The share stays readable while the copy winds down.
-    assert (share.path / "d07" / "f042").read_bytes() == bytes([7, 42]) * 65536
+    assert (share.path / "d07" / "f004").read_bytes() == bytes([7, 4]) * 131072
     row = wait_task_state(share.share_id, "migration_cancelled", timeout=90)
     assert row["status"] == "available" and row["host"] == POOL_A
     mig = migration_of(share.share_id)
     assert mig.files_verified < mig.files_planned, "the copy should have stopped early"
     assert not (share.path.parent.parent / "pool-b" / f"share-{dest_id}").exists()
-    assert sum(1 for _ in share.path.rglob("f*")) == 4000
+    assert sum(1 for _ in share.path.rglob("f*")) == 400
     assert started.flow_run_id
     wait_for(lambda: run_state(started.flow_run_id).is_final(), timeout=60, what="run end")
 
