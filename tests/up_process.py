@@ -23,6 +23,10 @@ from cli.supervisor import pids_with_env
 
 SHAREMIG = str(Path(sys.executable).with_name("sharemig"))
 UP_START_S = 240.0
+# The planning walk's pace (entries/s) in `up`'s flow runs. Trees within one burst (the demo
+# trees the tests use) are walked at full speed; a test that needs a run to be still running
+# when it acts walks a few thousand more entries, which then take seconds on any machine.
+WALK_LIMIT = 1000
 
 
 def free_port() -> int:
@@ -85,6 +89,8 @@ def run_up(home: Path) -> Iterator[UpProcess]:
     home.mkdir(parents=True, exist_ok=True)
     api_port, prefect_port = free_port(), free_port()
     log_path = home.parent / f"{home.name}-up.log"
+    env = user_env(home)
+    env["SHAREMIG_WALK_LIMIT_ENTRIES"] = str(WALK_LIMIT)
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [
@@ -99,7 +105,7 @@ def run_up(home: Path) -> Iterator[UpProcess]:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=user_env(home),
+            env=env,
         )
     up = UpProcess(proc, home, log_path, api_port, prefect_port)
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from up_process import SHAREMIG, UpProcess, pids_of_home, run_up, user_env
+from up_process import SHAREMIG, WALK_LIMIT, UpProcess, pids_of_home, run_up, user_env
 
 from cli.demo_tree import write_demo_tree
 
@@ -143,7 +143,14 @@ def test_ctrl_c_stops_every_process_a_running_flow_included(up: UpProcess) -> No
         share_id, source = share.json()["share"]["id"], share.json()["share"]["host"]
         export = admin.get(f"/shares/{share_id}/export_locations").json()["export_locations"]
         pools = [p["name"] for p in admin.get("/scheduler-stats/pools").json()["pools"]]
-    write_demo_tree(Path(export[0]["path"].split(":", 1)[1]), scale=SCALE)
+    root = Path(export[0]["path"].split(":", 1)[1])
+    write_demo_tree(root, scale=SCALE)
+    # Six times `up`'s walk limit in entries: the run plans for ~5 s after its process
+    # appears, so Ctrl-C lands while it runs (a small tree could be planned, copied and
+    # suspended, its process gone, before the interrupt).
+    (root / "many").mkdir()
+    for i in range(6 * WALK_LIMIT):
+        (root / "many" / f"e{i:05d}").touch()
     dest = next(p for p in pools if p != source and "localfs" in p)
     started = up.sharemig("migrate", share_id, dest, "--force-host-assisted", "--json")
     assert started.returncode == 0, started.stderr
@@ -153,6 +160,7 @@ def test_ctrl_c_stops_every_process_a_running_flow_included(up: UpProcess) -> No
         assert time.monotonic() < deadline, "the worker never started the flow run"
         time.sleep(0.1)
     assert len(pids_of_home(up.home)) >= 4  # server, worker, shim, flow run (at least)
+    assert _flow_run_processes(run_id), "the flow run ended before the interrupt"
 
     assert up.interrupt() == 0, up.log()
     assert "stopped" in up.log()
