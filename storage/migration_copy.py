@@ -6,6 +6,7 @@ by the database: task_state says which steps are done, the mover's manifest whic
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +29,8 @@ from storage.migration_lifecycle import (
 from storage.models import Migration, ShareInstance
 from storage.pools import driver_for
 from storage.shares import get_share
+
+log = logging.getLogger(__name__)
 
 # --- driver-assisted phase 1 -------------------------------------------------------------
 
@@ -113,6 +116,23 @@ def sync_copy_progress(migration_id: str, *, db_url: str | None = None) -> Migra
     return status(migration_id, db_url=db_url)
 
 
+def _repair_destination(migration_id: str, job_id: str, dst: str, db_url: str | None) -> None:
+    """Files verified earlier but since removed or altered at the destination (it may have
+    waited days for approval) are copied again by the plan that follows."""
+    from storage.mover.audit import requeue_damaged
+
+    with classified_os_errors("checking the destination against the manifest"):
+        damaged = requeue_damaged(job_id, dst, db_url=db_url)
+    if damaged:
+        log.warning(
+            "migration %s: %d verified files changed or vanished at the destination since "
+            "they were copied (first: %r); copying them again",
+            migration_id,
+            len(damaged),
+            damaged[0],
+        )
+
+
 _feeds: dict[str, Callable[[list[int]], None]] = {}
 _feeds_lock = threading.Lock()
 
@@ -154,6 +174,7 @@ def host_plan(
         job_id = mig.copy_job_id
         src, dst = _copy_urls(s, mig)
     prestart(src, dst)
+    _repair_destination(migration_id, job_id, dst, db_url)
     with _feeds_lock:
         feed = _feeds.get(migration_id)
     with classified_os_errors("walking the source share"):

@@ -65,14 +65,21 @@ def test_host_assisted_small_tree_through_approval(small_reference: Path) -> Non
     assert ran_in_process
     wait_for(lambda: not processes_for_run(started.flow_run_id), timeout=30, what="exit")
 
+    # While it waited, somebody damaged the destination: the switchover must notice and
+    # copy those files again, not switch clients to a share with holes in it.
+    (dest_location,) = [loc for _, pool, _, loc in row["instances"] if pool == POOL_B]
+    dest = Path(str(share.path).replace("pool-a", "pool-b")).parent / dest_location
+    victims = sorted(p for p in dest.rglob("*.txt") if p.is_file() and p.stat().st_size > 1)[:2]
+    assert len(victims) == 2, "the tree has no text files to damage"
+    victims[0].unlink()
+    victims[1].write_bytes(victims[1].read_bytes()[:-1])
+
     resume_flow_run(UUID(started.flow_run_id), run_input={"approve": True, "reason": "ok"})
     row = wait_task_state(share.share_id, "migration_success", timeout=120)
     assert row["status"] == "available" and row["host"] == POOL_B
     assert [(pool, status) for _, pool, status, _ in row["instances"]] == [(POOL_B, "available")]
     assert not share.path.exists(), "the source instance's data must be deleted"
-    dest = (
-        Path(str(share.path).replace("pool-a", "pool-b").rsplit("/", 1)[0]) / row["instances"][0][3]
-    )
+    assert dest.name == row["instances"][0][3]
     cmp = treecmp(small_reference, dest)
     assert cmp.returncode == 0, cmp.stdout + cmp.stderr
     mig = migration_of(share.share_id)
