@@ -41,6 +41,22 @@ def _wait_suspended(run_id: str, timeout: float = 120) -> bool:
     return seen_process
 
 
+def _run_log(run_id: str) -> str:
+    """Every log line of the flow run and its subflows, as the Prefect UI shows them."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        runs = [UUID(run_id)] + [
+            r.id
+            for r in client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id={"any_": [UUID(run_id)]})
+            )
+        ]
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=runs)))
+    return "\n".join(log.message for log in logs)
+
+
 def test_host_assisted_small_tree_through_approval(small_reference: Path) -> None:
     from prefect.flow_runs import resume_flow_run
     from prefect.input.run_input import keyset_from_paused_state
@@ -80,6 +96,15 @@ def test_host_assisted_small_tree_through_approval(small_reference: Path) -> Non
     assert [(pool, status) for _, pool, status, _ in row["instances"]] == [(POOL_B, "available")]
     assert not share.path.exists(), "the source instance's data must be deleted"
     assert dest.name == row["instances"][0][3]
+    # The run's log (what the Prefect UI shows) says what was repaired; logs arrive in batches.
+    wait_for(
+        lambda: (
+            "2 verified files changed or vanished at the destination"
+            in _run_log(started.flow_run_id)
+        ),
+        timeout=30,
+        what="the repair warning in the run's log",
+    )
     cmp = treecmp(small_reference, dest)
     assert cmp.returncode == 0, cmp.stdout + cmp.stderr
     mig = migration_of(share.share_id)
