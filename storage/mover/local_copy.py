@@ -40,6 +40,7 @@ _MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
 _CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _AS_ROOT = os.geteuid() == 0
+_EUID = os.geteuid()
 _ZEROS = memoryview(bytes(BUF_SIZE))
 _EMPTY_DIGEST = xxhash.xxh3_128_hexdigest(b"")
 R = TypeVar("R")
@@ -226,6 +227,7 @@ class LocalCopier:
         self.should_stop = should_stop
         self.verify_from_device = verify_from_device
         self.lost: dict[str, int] = {}
+        self._new_gid: dict[bytes, int] = {}
 
     def src(self, rel: bytes) -> bytes:
         return self._src_prefix + rel if rel else self.src_root
@@ -256,7 +258,8 @@ class LocalCopier:
                 st = os.fstat(sfd)
                 if st.st_size != row.size or st.st_mtime_ns != row.mtime_ns:
                     raise SourceChanged("changed since the plan or while being copied")
-                set_owner(dfd, row.uid, row.gid, self.lost, True)
+                if not self._owner_as_created(dpath, row):
+                    set_owner(dfd, row.uid, row.gid, self.lost, True)
                 # ACLs rewrite the group bits and chown clears setuid/setgid: then the mode is
                 # set again, after them.
                 if copy_xattrs(sfd, dfd, self.lost) or mode & ~0o777 or mode & self._umask:
@@ -268,6 +271,22 @@ class LocalCopier:
         finally:
             os.close(sfd)
         return dfd, digest
+
+    def _owner_as_created(self, dpath: bytes, row: FileRow) -> bool:
+        """True when a file this process just created at `dpath` already has the row's owner,
+        so the `fchown` can be left out (most files of a share copied as root). A new file
+        gets our uid and, under a setgid directory, the directory's gid, else our gid; the
+        directory's answer is cached per copier (one batch): nothing changes a destination
+        directory's owner or mode before `finish_copy`."""
+        if row.uid != _EUID or not _AS_ROOT:
+            return False
+        parent = dpath.rpartition(b"/")[0] or b"/"
+        gid = self._new_gid.get(parent)
+        if gid is None:
+            st = os.stat(parent)
+            gid = st.st_gid if st.st_mode & stat.S_ISGID else os.getegid()
+            self._new_gid[parent] = gid
+        return row.gid == gid
 
     def _write_all(self, dfd: int, view: memoryview) -> None:
         while view:
