@@ -242,7 +242,7 @@ def copy_batch(
     *,
     db_url: str | None = None,
     should_stop: Callable[[], bool] | None = None,
-    bandwidth_limit: int | None = None,
+    throttle: Throttle | None = None,
     verify_from_device: bool | None = None,
 ) -> BatchResult:
     """Copy and verify the entries of one batch that are not verified yet.
@@ -250,13 +250,14 @@ def copy_batch(
     Raises TransientError for retriable I/O, DataIntegrityError when a file still differs
     after the bounded re-copies, PermanentError for other entries that failed, and
     CancelledError once `should_stop()` turns true (checked between files and inside large
-    ones). Every outcome reached before the exception is recorded. `verify_from_device`
+    ones). Every outcome reached before the exception is recorded. `throttle` is shared by
+    every batch of a copy (a fresh one per batch would grant each its own second of burst,
+    and small batches would never be slowed). `verify_from_device`
     (default: unless the destination is RAM-backed) re-reads from the device, not the cache.
     """
     source, dest, rows, already = _load(job_id, batch, db_url)
     result = BatchResult(job_id=job_id, batch=batch, files_already_verified=already)
     rec = _Recorder(job_id, db_url, result)
-    throttle = Throttle(bandwidth_limit) if bandwidth_limit else None
     attempts = max(1, get_settings().verify_attempts)
     with _flushing(rec):
         if source.local and dest.local:

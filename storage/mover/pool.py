@@ -26,22 +26,26 @@ from storage.db import dispose_engines
 from storage.mover.batch import copy_batch
 from storage.mover.endpoints import open_endpoint
 from storage.mover.results import BatchResult
+from storage.mover.throttle import Throttle
 from storage.mover.worker_main import MAIN_ENV
 from storage.settings import get_settings, reset_settings
 
 POLL_SECONDS = 0.25
 
 _stop_event: Any = None
+_throttle: Throttle | None = None
 
 
 def _child_should_stop() -> bool:
     return bool(_stop_event is not None and _stop_event.is_set())
 
 
-def _child_init(event: Any, env: dict[str, str]) -> None:
-    """Take the caller's `SHAREMIG_*` settings: a forkserver kept the environment it had."""
-    global _stop_event
+def _child_init(event: Any, env: dict[str, str], limit: int | None) -> None:
+    """Take the caller's `SHAREMIG_*` settings (a forkserver kept the environment it had) and
+    this worker's share of the bandwidth limit, for every batch it will copy."""
+    global _stop_event, _throttle
     _stop_event = event
+    _throttle = Throttle(limit) if limit else None
     for key in [k for k in os.environ if k.startswith("SHAREMIG_")]:
         del os.environ[key]
     os.environ.update(env)
@@ -49,9 +53,9 @@ def _child_init(event: Any, env: dict[str, str]) -> None:
     dispose_engines()
 
 
-def _child_copy(job_id: str, batch: int, db_url: str | None, limit: int | None) -> BatchResult:
+def _child_copy(job_id: str, batch: int, db_url: str | None) -> BatchResult:
     return copy_batch(
-        job_id, batch, db_url=db_url, should_stop=_child_should_stop, bandwidth_limit=limit
+        job_id, batch, db_url=db_url, should_stop=_child_should_stop, throttle=_throttle
     )
 
 
@@ -106,6 +110,9 @@ class BatchPool:
         self.workers = max(1, workers)
         self.processes = processes
         self.limit = bandwidth_limit // self.workers if bandwidth_limit else None
+        """Each worker process's share of the limit."""
+        self.throttle = Throttle(bandwidth_limit) if bandwidth_limit else None
+        """The whole limit, shared by thread workers and batches run in this process."""
         self._pool: Executor | None = None
         self._event: Any = None
         self._lock = threading.Lock()
@@ -123,7 +130,7 @@ class BatchPool:
                         self.workers,
                         mp_context=ctx,
                         initializer=_child_init,
-                        initargs=(self._event, env),
+                        initargs=(self._event, env, self.limit),
                     )
                 else:
                     self._pool = ThreadPoolExecutor(
@@ -143,14 +150,14 @@ class BatchPool:
         caller polls and calls `stop()` (see `run`)."""
         pool = self._executor()
         if self.processes:
-            return pool.submit(_child_copy, job_id, batch, db_url, self.limit)
+            return pool.submit(_child_copy, job_id, batch, db_url)
         return pool.submit(
             copy_batch,
             job_id,
             batch,
             db_url=db_url,
             should_stop=should_stop,
-            bandwidth_limit=self.limit,
+            throttle=self.throttle,
         )
 
     def run(

@@ -98,7 +98,7 @@ class _Runner:
                         batch,
                         db_url=self.db_url,
                         should_stop=self.should_stop,
-                        bandwidth_limit=self.pool.limit,
+                        throttle=self.pool.throttle,
                     )
                 )
             except CancelledError:
