@@ -32,12 +32,10 @@ POOL_A = "kill@localfs#a"
 POOL_B = "kill@localfs#b"
 PROJECT = "rel"
 OTHER_PROJECT = "other"
-# The copy is paced so a kill lands mid-copy without a large tree. The mover gives each batch
-# a fresh throttle with a second of burst (rate / workers bytes), so a batch smaller than that
-# is not slowed at all: at 3 MiB/s the old 32-file batches (~1.3 MiB) went unthrottled and the
-# test trees copied in about a second. A 16-file batch of the matrix's trees (~640 KiB) at
-# 256 KiB/s per worker takes ~1.5 s, so 240 files take ~11 s whatever the machine's speed.
-BANDWIDTH = 512 << 10
+# The copy is paced so a kill lands mid-copy without a large tree: the matrix's trees
+# (240 files, ~9.5 MiB) take ~9 s at this rate whatever the machine's speed (one throttle per
+# copy, split between the workers, after a second of burst).
+BANDWIDTH = 1 << 20
 BATCH_MAX_FILES = 16
 # Likewise for planning: unthrottled, a thousand-file walk is over in ~20 ms, too quick for
 # a kill to land inside it. At this pace (after a burst of WALK_LIMIT entries) a 500-file walk
