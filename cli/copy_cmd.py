@@ -84,6 +84,11 @@ def copy(
             f"{summary.removed} removed, {len(summary.failed)} failed; "
             f"{_human(summary.throughput_bps)}/s in {summary.seconds:.1f} s"
         )
+        if summary.repaired:
+            console.print(
+                f"[yellow]{summary.repaired:,} files verified by an earlier run had been removed "
+                "or altered at the destination; copied again[/yellow]"
+            )
         if summary.not_preserved:
             lost = ", ".join(f"{k}={v}" for k, v in sorted(summary.not_preserved.items()))
             console.print(f"not kept by the destination: {lost}")

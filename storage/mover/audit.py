@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from storage.db import session_scope
 from storage.mover.endpoints import Endpoint, open_endpoint
-from storage.mover.plan import CHANGED, DONE, T
+from storage.mover.plan import CHANGED, DONE, J, T
 from storage.mover.walk import DIR, FILE, HARDLINK, SYMLINK
 
 CHUNK = 5000
@@ -25,7 +25,7 @@ CHUNK = 5000
 _LOCAL_KIND = {FILE: stat.S_ISREG, HARDLINK: stat.S_ISREG, DIR: stat.S_ISDIR, SYMLINK: stat.S_ISLNK}
 
 
-def _local_intact(dest: Endpoint, row: Any) -> bool:
+def _local_intact(dest: Endpoint, row: Any, keeps_mtime: bool) -> bool:
     try:
         st = os.lstat(dest.local_path(row.path))
     except FileNotFoundError:
@@ -34,7 +34,7 @@ def _local_intact(dest: Endpoint, row: Any) -> bool:
     if kind_ok is not None and not kind_ok(st.st_mode):
         return False
     if row.kind == FILE:
-        return bool(st.st_size == row.size and st.st_mtime_ns == row.mtime_ns)
+        return st.st_size == row.size and (not keeps_mtime or st.st_mtime_ns == row.mtime_ns)
     return True
 
 
@@ -45,14 +45,25 @@ def _listed_intact(listing: dict[str, Any], dest: Endpoint, row: Any) -> bool:
     return info is not None and info.get("type") == "file" and info.get("size") == row.size
 
 
+def _listing(dest: Endpoint) -> dict[str, Any]:
+    """One listing of the whole destination (a HEAD per object would cost far more)."""
+    if not dest.fs.exists(dest.root):
+        return {}
+    found = dest.fs.find(dest.root, detail=True)
+    return {path.rstrip("/"): info for path, info in found.items()}
+
+
 def requeue_damaged(job_id: str, dest_url: str, *, db_url: str | None = None) -> list[bytes]:
     """Mark every done entry whose destination copy is gone or no longer matches (type,
     size, and mtime where the destination keeps it) as changed; return their paths."""
     dest = open_endpoint(dest_url)
-    listing: dict[str, Any] = {}
-    if not dest.local and dest.fs.exists(dest.root):
-        found = dest.fs.find(dest.root, detail=True)
-        listing = {path.rstrip("/"): info for path, info in found.items()}
+    with session_scope(db_url) as session:
+        source_url = session.scalar(select(J.c.source_url).where(J.c.id == job_id))
+    if source_url is None:
+        return []
+    # Only a local -> local copy sets file times; from elsewhere the size must do.
+    keeps_mtime = dest.local and open_endpoint(source_url).local
+    listing: dict[str, Any] | None = None
     damaged: list[bytes] = []
     last_id = -1
     while True:
@@ -66,11 +77,11 @@ def requeue_damaged(job_id: str, dest_url: str, *, db_url: str | None = None) ->
             if not rows:
                 return damaged
             last_id = rows[-1].id
-            bad = [
-                r
-                for r in rows
-                if not (_local_intact(dest, r) if dest.local else _listed_intact(listing, dest, r))
-            ]
+            if dest.local:
+                bad = [r for r in rows if not _local_intact(dest, r, keeps_mtime)]
+            else:
+                listing = _listing(dest) if listing is None else listing
+                bad = [r for r in rows if not _listed_intact(listing, dest, r)]
             if bad:
                 session.execute(
                     update(T).where(T.c.id.in_([r.id for r in bad])).values(state=CHANGED)

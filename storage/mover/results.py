@@ -81,6 +81,8 @@ class CopySummary(BaseModel):
     skipped: int = 0
     changed: int = 0
     removed: int = 0
+    repaired: int = 0
+    """Files verified by an earlier run but since removed or altered at the destination."""
     failed: list[str] = Field(default_factory=list)
     not_preserved: dict[str, int] = Field(default_factory=dict)
     seconds: float = 0.0

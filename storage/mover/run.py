@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 
 from storage.errors import CancelledError, SharemigError, TransientError
+from storage.mover.audit import requeue_damaged
 from storage.mover.batch import copy_batch
 from storage.mover.endpoints import normalize_url
 from storage.mover.finish import finish_copy
@@ -147,6 +148,8 @@ def run_copy(
         prestart(source_url, dest_url)
     source_url, dest_url = normalize_url(source_url), normalize_url(dest_url)
     summary = CopySummary(job_id=job_id, source_url=source_url, dest_url=dest_url)
+    # A re-run trusts the manifest only where the destination still holds what it verified.
+    summary.repaired = len(requeue_damaged(job_id, dest_url, db_url=db_url))
     changed = 0
     with pool:
         runner = _Runner(job_id, db_url, pool, progress, should_stop)

@@ -53,7 +53,7 @@ def test_object_store_destination_damage_is_requeued(tmp_path: Path, db_url: str
     fs.rm(f"{root}/d1/f05.bin")
     fs.pipe(f"{root}/d2/f06.bin", b"short")
 
-    job = default_job_id(str(src), dst)
-    assert sorted(requeue_damaged(job, dst, db_url=db_url)) == [b"d1/f05.bin", b"d2/f06.bin"]
-    assert run_copy(str(src), dst, db_url=db_url).files_copied == 2
+    # `sharemig copy` run again finds and repairs the damage by itself.
+    again = run_copy(str(src), dst, db_url=db_url)
+    assert (again.repaired, again.files_copied, again.complete) == (2, 2, True)
     assert fs.cat(f"{root}/d2/f06.bin") == (src / "d2/f06.bin").read_bytes()

@@ -48,6 +48,13 @@ def test_copy_dry_run_then_copy_then_resume(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     assert "2 already verified" in again.stdout
 
+    # Someone deletes a copied file: the next run says so and copies it again.
+    (dst / "a" / "one.txt").unlink()
+    repair = sharemig(home, "copy", str(src), str(dst))
+    assert repair.returncode == 0, repair.stderr
+    assert "1 files verified by an earlier run had been removed" in " ".join(repair.stdout.split())
+    assert (dst / "a" / "one.txt").read_bytes() == b"1" * 1000
+
 
 def test_copy_of_a_missing_source_fails_cleanly(tmp_path: Path) -> None:
     result = sharemig(tmp_path / "home", "copy", str(tmp_path / "nope"), str(tmp_path / "dst"))
