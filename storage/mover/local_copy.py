@@ -211,8 +211,10 @@ def _thread_buffer() -> memoryview:
     """This thread's copy buffer, allocated once (a batch is too short to pay for a new one)."""
     mv: memoryview | None = getattr(_buffers, "mv", None)
     if mv is None:
-        # Page-aligned (an anonymous mapping), as O_DIRECT reads into it require.
-        mv = _buffers.mv = memoryview(mmap.mmap(-1, BUF_SIZE))
+        # Page-aligned (an anonymous mapping), as O_DIRECT reads into it require. Private: a
+        # shared mapping (mmap's default) would be one buffer for every worker forked later.
+        buf = mmap.mmap(-1, BUF_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        mv = _buffers.mv = memoryview(buf)
     return mv
 
 
