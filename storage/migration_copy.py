@@ -97,12 +97,20 @@ def _copy_urls(session: Session, mig: Migration) -> tuple[str, str]:
     return src, dst
 
 
-def sync_copy_progress(migration_id: str, *, db_url: str | None = None) -> MigrationStatus:
+def _job_id(mig: Migration) -> str:
+    """The mover job copying this migration's data (named after the migration)."""
+    return mig.copy_job_id or mig.id
+
+
+def sync_copy_progress(
+    migration_id: str, *, job_id: str | None = None, db_url: str | None = None
+) -> MigrationStatus:
     """Copy the mover's verified counters onto the migration row (what the API reports)."""
     from storage.mover import job_progress
 
-    with session_scope(db_url) as s:
-        job_id = load_migration(s, migration_id).copy_job_id or migration_id
+    if job_id is None:
+        with session_scope(db_url) as s:
+            job_id = _job_id(load_migration(s, migration_id))
     p = job_progress(job_id, db_url=db_url)
     record_progress(
         migration_id,
@@ -170,8 +178,7 @@ def host_plan(
             source = s.get(ShareInstance, mig.source_instance_id)
             if source is not None:
                 source.access_read_only = True
-        mig.copy_job_id = mig.copy_job_id or mig.id
-        job_id = mig.copy_job_id
+        job_id = mig.copy_job_id = _job_id(mig)
         src, dst = _copy_urls(s, mig)
     prestart(src, dst)
     _repair_destination(migration_id, job_id, dst, db_url)
@@ -181,7 +188,7 @@ def host_plan(
         plan_copy(job_id, src, dst, db_url=db_url, on_batches=feed)
     if not final_sync:
         set_task_state(migration_id, "data_copying_in_progress", db_url=db_url)
-    sync_copy_progress(migration_id, db_url=db_url)
+    sync_copy_progress(migration_id, job_id=job_id, db_url=db_url)
     return list(pending_batches(job_id, db_url=db_url))
 
 
@@ -193,7 +200,7 @@ def copy_pool(migration_id: str, *, db_url: str | None = None) -> Iterator[None]
 
     with session_scope(db_url) as s:
         mig = load_migration(s, migration_id)
-        job_id = mig.copy_job_id or mig.id
+        job_id = _job_id(mig)
         src, dst = _copy_urls(s, mig)
     with shared_pool(job_id, open_pool(src, dst)):
         yield
@@ -207,7 +214,7 @@ def host_copy_batch(
     from storage.mover.pool import pool_for
 
     with session_scope(db_url) as s:
-        job_id = load_migration(s, migration_id).copy_job_id or migration_id
+        job_id = _job_id(load_migration(s, migration_id))
     stop = stop_requested(migration_id, db_url=db_url) if stoppable else None
     pool = pool_for(job_id)
     with classified_os_errors(f"copying batch {batch}"):
@@ -215,7 +222,7 @@ def host_copy_batch(
             copy_batch(job_id, batch, db_url=db_url, should_stop=stop)
         else:
             pool.run(job_id, batch, db_url=db_url, should_stop=stop)
-    return sync_copy_progress(migration_id, db_url=db_url)
+    return sync_copy_progress(migration_id, job_id=job_id, db_url=db_url)
 
 
 def host_finish(migration_id: str, *, final_sync: bool = False, db_url: str | None = None) -> None:
@@ -226,9 +233,9 @@ def host_finish(migration_id: str, *, final_sync: bool = False, db_url: str | No
         mig = load_migration(s, migration_id)
         if not final_sync:
             set_state(s, mig, "data_copying_completing")
-        job_id = mig.copy_job_id or migration_id
+        job_id = _job_id(mig)
     with classified_os_errors("finishing the copy"):
         finish_copy(job_id, db_url=db_url)
-    sync_copy_progress(migration_id, db_url=db_url)
+    sync_copy_progress(migration_id, job_id=job_id, db_url=db_url)
     if not final_sync:
         set_task_state(migration_id, "data_copying_completed", db_url=db_url)

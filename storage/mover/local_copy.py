@@ -40,8 +40,8 @@ USE_MMAP_VERIFY = True
 _MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _O_NOATIME = getattr(os, "O_NOATIME", 0)
 _CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-_AS_ROOT = os.geteuid() == 0
 _EUID = os.geteuid()
+_AS_ROOT = _EUID == 0
 _ZEROS = memoryview(bytes(BUF_SIZE))
 _EMPTY_DIGEST = xxhash.xxh3_128_hexdigest(b"")
 R = TypeVar("R")
