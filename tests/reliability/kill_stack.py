@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,36 @@ class Stack:
     def _log(self, name: str) -> Any:
         return (self.root / f"{name}.log").open("ab")
 
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        ready: Callable[[], bool],
+        *,
+        timeout: float,
+        cwd: Path | None = None,
+    ) -> subprocess.Popen[bytes]:
+        """Start one part of the stack (its output in `<name>.log`) and wait until `ready()`;
+        fails at once, with the log's tail, if it exits first."""
+        with self._log(name) as log:
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=str(cwd) if cwd else None,
+                start_new_session=True,
+            )
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"{name} exited:\n{self.log_tail(name)}")
+            return ready()
+
+        wait_for(up, timeout=timeout, interval=0.3, what=f"the kill stack's {name}")
+        return proc
+
     def log_tail(self, name: str, n: int = 40) -> str:
         path = self.root / f"{name}.log"
         lines = path.read_text(errors="replace").splitlines() if path.exists() else []
@@ -168,22 +198,13 @@ class Stack:
     # --- the Prefect server ------------------------------------------------------------
 
     def start_server(self) -> None:
-        with self._log("server") as log:
-            self.server = subprocess.Popen(
-                [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env(),
-                start_new_session=True,
-            )
-        proc = self.server
-
-        def healthy() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"prefect server exited:\n{self.log_tail('server')}")
-            return httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200
-
-        wait_for(healthy, timeout=180, interval=0.3, what="the kill stack's prefect server")
+        self.server = self._spawn(
+            "server",
+            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+            self.env(),
+            lambda: httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200,
+            timeout=180,
+        )
 
     def kill_server(self) -> None:
         """SIGKILL to the server and everything it started (its uvicorn, its services)."""
@@ -212,25 +233,20 @@ class Stack:
             **extra_env,
         )
         self.worker_env = env
-        with self._log("worker") as log:
-            self.worker = subprocess.Popen(
-                [PREFECT, "worker", "start", "--pool", WORK_POOL, "--type", "process"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=str(self.root),
-                start_new_session=True,
-            )
-        proc = self.worker
 
         def online() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"prefect worker exited:\n{self.log_tail('worker')}")
             with get_client(sync_client=True) as client:
                 workers = client.read_workers_for_work_pool(WORK_POOL)
                 return any(w.status.value == "ONLINE" for w in workers)
 
-        wait_for(online, timeout=120, interval=0.3, what="the kill stack's worker")
+        self.worker = self._spawn(
+            "worker",
+            [PREFECT, "worker", "start", "--pool", WORK_POOL, "--type", "process"],
+            env,
+            online,
+            timeout=120,
+            cwd=self.root,
+        )
 
     def kill_worker(self, *, with_runs: bool) -> list[int]:
         """SIGKILL the worker alone, or the worker and its flow runs (a host's crash)."""
@@ -248,31 +264,14 @@ class Stack:
     # --- the API shim ------------------------------------------------------------------
 
     def start_shim(self, log_level: str = "info") -> None:
-        with self._log("shim") as log:
-            self.shim = subprocess.Popen(
-                [
-                    SHAREMIG,
-                    "api",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.shim_port),
-                    "--log-level",
-                    log_level,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env(),
-                start_new_session=True,
-            )
-        proc = self.shim
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"the shim exited:\n{self.log_tail('shim')}")
-            return httpx.get(self.shim_url + "/", timeout=2).status_code == 300
-
-        wait_for(up, timeout=60, interval=0.2, what="the kill stack's API shim")
+        argv = [SHAREMIG, "api", "--host", "127.0.0.1", "--port", str(self.shim_port)]
+        self.shim = self._spawn(
+            "shim",
+            [*argv, "--log-level", log_level],
+            self.env(),
+            lambda: httpx.get(self.shim_url + "/", timeout=2).status_code == 300,
+            timeout=60,
+        )
 
     def kill_shim(self) -> None:
         assert self.shim is not None
