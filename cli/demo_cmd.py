@@ -21,11 +21,12 @@ from cli.app import app
 from cli.demo_tree import write_demo_tree
 from cli.endpoints import Endpoints, read_endpoints
 from cli.output import console, err_console, print_json
+from storage import migration_state
 from storage.errors import NotFoundError, SharemigError
 
 API_VERSION = "2.99"
-PHASE1_DONE = {"data_copying_completed", "migration_driver_phase1_done"}
-ENDED = {"migration_error", "migration_cancelled", "migration_success"}
+PHASE1_DONE = migration_state.PHASE1_DONE
+ENDED = migration_state.TERMINAL
 
 
 class DemoError(SharemigError):

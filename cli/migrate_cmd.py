@@ -13,6 +13,7 @@ import typer
 
 from cli.app import app
 from cli.output import console, friendly_errors, print_json, print_table
+from storage import migration_state
 
 
 def _prefect_env() -> None:
@@ -134,9 +135,6 @@ def status(
     print_table("migrations", cols, [[r.get(c) for c in cols] for r in rows])
 
 
-_STILL_MOVING = {"migration_starting", "migration_in_progress", "migration_driver_starting"}
-
-
 def _watch(share: str) -> None:
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
@@ -149,10 +147,9 @@ def _watch(share: str) -> None:
         while True:
             view = migration_progress(share)
             bar.update(task, completed=view.total_progress, description=str(view.task_state))
-            state = view.task_state or ""
-            if not (state in _STILL_MOVING or "progress" in state or "copying" in state):
-                break
-            if state in {"data_copying_completed", "migration_driver_phase1_done"}:
+            # Watch phase 1 up to the wait for approval, or the switchover to its end.
+            state = view.task_state
+            if state is None or state in migration_state.TERMINAL | migration_state.PHASE1_DONE:
                 break
             time.sleep(1.0)
     console.print(f"{share}: {view.task_state}")

@@ -13,7 +13,9 @@ from uuid import UUID
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture, wait
 
-from storage.migration_copy import batch_feed, copy_pool, sync_copy_progress
+from storage import migration_lifecycle as lifecycle
+from storage.errors import CancelledError, IncompleteCopyError
+from storage.migration_copy import batch_feed, copy_pool, sync_copy_progress, unverified_entries
 from storage.migration_lifecycle import MigrationStatus, status
 from storage.settings import get_settings
 from tasks import migration_steps as steps
@@ -111,3 +113,26 @@ def plan_and_copy(
                     future.add_done_callback(lambda f: events.put(("copied", f)))
         finally:
             wait([*running, cast(PrefectFuture[Any], plan)])
+
+
+COPY_ROUNDS = 3
+"""Plan/copy/finish rounds before entries that keep changing (or failing) count as a failure."""
+
+
+def copy_until_verified(migration_id: str, *, final_sync: bool, artifact: ProgressArtifact) -> None:
+    """Plan, copy and finish in rounds until every manifest entry is verified (like
+    `run_copy`): a file that changed under the copy is planned and copied again. Raises
+    `IncompleteCopyError` when rounds run out; phase 1 then never reports completed."""
+    for _ in range(COPY_ROUNDS):
+        if lifecycle.pending_request(migration_id) == "cancel" and not final_sync:
+            raise CancelledError(f"migration {migration_id}: cancel requested")
+        plan_and_copy(
+            migration_id, final_sync=final_sync, stoppable=not final_sync, artifact=artifact
+        )
+        if steps.finish_copy(migration_id, final_sync):
+            return
+    count, first = unverified_entries(migration_id)
+    raise IncompleteCopyError(
+        f"migration {migration_id}: {count} manifest entries still not verified after "
+        f"{COPY_ROUNDS} copy rounds (first: {first!r}); they keep changing or failing"
+    )

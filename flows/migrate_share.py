@@ -18,7 +18,7 @@ from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
 from prefect.states import Cancelled, Failed
 
-from flows.copy_phase import ProgressArtifact, plan_and_copy
+from flows.copy_phase import ProgressArtifact, copy_until_verified
 from flows.switchover import switchover
 from storage import migration_lifecycle as lifecycle
 from storage.errors import CancelledError, InvalidStateError
@@ -56,9 +56,7 @@ def _phase1(migration_id: str) -> str:
             time.sleep(DRIVER_POLL_S)
         artifact.update(lifecycle.status(migration_id))
     else:
-        plan_and_copy(migration_id, final_sync=False, stoppable=True, artifact=artifact)
-        _stop_if_cancel_requested(migration_id)
-        steps.finish_copy(migration_id)
+        copy_until_verified(migration_id, final_sync=False, artifact=artifact)
     return mechanism
 
 
@@ -142,7 +140,10 @@ def migrate_share(migration_id: str, approval_deadline_passed: bool = False) -> 
         log.info("migration %s: phase 1 done (%s); waiting for approval", migration_id, mechanism)
         if _await_decision(migration_id, approval_deadline_passed) != "complete":
             raise CancelledError(f"migration {migration_id} was rejected")
-        return switchover(migration_id, mechanism)
+        failure = switchover(migration_id, mechanism)
+        if failure is None:
+            return "migration_success"
+        return _wait_again(migration_id, failure)
     except CancelledError:
         reason = _why_cancelled(migration_id)
         steps.abort(migration_id, "migration_cancelled", reason)
@@ -155,6 +156,25 @@ def migrate_share(migration_id: str, approval_deadline_passed: bool = False) -> 
         except InvalidStateError:
             lifecycle.record_failure(migration_id, reason)
         return Failed(message=f"migration_error: {reason}")
+
+
+def _wait_again(migration_id: str, failure: str) -> str:
+    """The switchover gave up: back to waiting, in a fresh run that suspends with a fresh
+    Resume form (this run's approval has been used)."""
+    from flows.control import create_run
+
+    log = get_run_logger()
+    if not steps.return_to_waiting(migration_id, failure):
+        raise InvalidStateError(f"migration {migration_id} cannot go back to waiting: {failure}")
+    log.warning(
+        "migration %s: switchover failed (%s); the source is intact and still served, the "
+        "migration waits for approval again (approve to retry, or cancel)",
+        migration_id,
+        failure,
+    )
+    waiting_run = create_run(migration_id, f"wait-after-{runtime.flow_run.get_id()}")
+    lifecycle.record_flow_run(migration_id, waiting_run)
+    return f"switchover failed; waiting for approval again in run {waiting_run}"
 
 
 def _why_cancelled(migration_id: str) -> str:

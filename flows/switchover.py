@@ -1,28 +1,60 @@
-"""Phase 2 of a migration: final sync, then the destination becomes the share's."""
+"""Phase 2 of a migration: final sync, then the destination becomes the share's.
+
+Modelled on ONTAP `volume move` cutover: the steps before the switch are tried up to
+`switchover_attempts` times within `switchover_window_s`; if they still fail, the migration
+goes back to waiting for approval with the source intact, and the copy is kept for the next
+try. Once the destination is the share's, the only way is forward.
+"""
 
 from __future__ import annotations
 
-from prefect import flow
+import time
 
-from flows.copy_phase import ProgressArtifact, plan_and_copy
+from prefect import flow, get_run_logger
+
+from flows.copy_phase import ProgressArtifact, copy_until_verified
+from storage.errors import CancelledError, SharemigError
+from storage.settings import get_settings
 from tasks import migration_steps as steps
 
+RETRY_PAUSE_S = 2.0
 
-@flow(name="switchover", log_prints=False, persist_result=False)
-def switchover(migration_id: str, mechanism: str) -> str:
-    """Driver: the driver's final sync and switch. Host-assisted: re-walk the source, re-copy
-    what changed since phase 1 (normally nothing: the source was read-only), verify.
 
-    Then ONE transaction makes the destination instance the share's, the source instance is
-    deleted, and the migration ends in `migration_success`.
-    """
+def _prepare(migration_id: str, mechanism: str) -> None:
+    """Everything before the switch: the driver's final sync, or the host copy's."""
     if mechanism == "driver":
         steps.driver_complete(migration_id)
     else:
         artifact = ProgressArtifact(migration_id, "final sync", lazy=True)
-        plan_and_copy(migration_id, final_sync=True, stoppable=False, artifact=artifact)
-        steps.finish_copy(migration_id, final_sync=True)
+        copy_until_verified(migration_id, final_sync=True, artifact=artifact)
+    steps.require_complete(migration_id)
+
+
+@flow(name="switchover", log_prints=False, persist_result=False)
+def switchover(migration_id: str, mechanism: str) -> str | None:
+    """Final sync (tried again on failure), then ONE transaction makes the destination
+    instance the share's, the source instance is deleted, `migration_success`.
+
+    Returns None on success, or why the switchover gave up (the caller goes back to waiting).
+    """
+    log = get_run_logger()
+    settings = get_settings()
+    attempts = max(1, settings.switchover_attempts)
+    deadline = time.monotonic() + settings.switchover_window_s
+    for attempt in range(1, attempts + 1):
+        try:
+            _prepare(migration_id, mechanism)
+            break
+        except CancelledError:
+            raise
+        except Exception as exc:  # the source is intact whatever failed: wait, don't fail
+            why = str(exc) if isinstance(exc, SharemigError) else f"{type(exc).__name__}: {exc}"
+            failure = f"attempt {attempt}/{attempts}: {why}"
+            log.warning("migration %s: switchover %s", migration_id, failure)
+            if attempt == attempts or time.monotonic() + RETRY_PAUSE_S > deadline:
+                return failure
+            time.sleep(RETRY_PAUSE_S)
     steps.switch_to_destination(migration_id)
     steps.delete_source(migration_id)
     steps.finish_success(migration_id)
-    return "migration_success"
+    return None

@@ -53,6 +53,10 @@ class CapacityError(PermanentError):
     """No pool can hold the share (type, size or free space)."""
 
 
+class IncompleteCopyError(PermanentError):
+    """Manifest entries are still unverified: the destination must not become the share."""
+
+
 class DataIntegrityError(PermanentError):
     """A file did not verify after the bounded number of re-copies."""
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from storage import migration_state as state
 from storage.catalog import get_share_type
 from storage.errors import (
     ConflictError,
@@ -21,39 +22,22 @@ from storage.errors import (
     InvalidStateError,
     NotFoundError,
 )
+from storage.migration_state import TaskState
 from storage.models import AccessRule, Migration, Pool, Share, ShareNetwork, ShareType
 from storage.models.base import utcnow
-from storage.pools import free_gb
+from storage.pools import free_gb, lock_pool
+from storage.progress import copy_percent
 from storage.scheduler import fit
 from storage.shares import BUSY_TASK_STATES, active_instance, get_share, list_snapshots
 
-PHASE1_DONE_STATES = frozenset({"data_copying_completed", "migration_driver_phase1_done"})
-STARTING_STATES = frozenset(
-    {
-        "migration_starting",
-        "migration_in_progress",
-        "migration_driver_starting",
-        "data_copying_starting",
-    }
-)
-COPYING_STATES = frozenset({"data_copying_in_progress", "migration_driver_in_progress"})
+# The state machine's sets under the names the API and the flows' control module use.
+PHASE1_DONE_STATES = state.PHASE1_DONE
+STARTING_STATES = state.STARTING
+COPYING_STATES = state.COPYING
 # The reference refuses cancel while starting or unmounting (contract §14.1); every phase-1
 # state is cancellable here. Only the switchover itself cannot be cancelled.
-CANCELLABLE_STATES = BUSY_TASK_STATES - {"migration_completing"}
-TERMINAL_STATES = frozenset({"migration_success", "migration_error", "migration_cancelled"})
-ALL_TASK_STATES = (
-    BUSY_TASK_STATES
-    | TERMINAL_STATES
-    | {"data_copying_cancelled", "data_copying_error", "migration_cancel_in_progress"}
-)
-# Contract §9.1: reset_task_state takes every value except these two (and null).
-RESETTABLE_TASK_STATES = ALL_TASK_STATES - {
-    "migration_driver_starting",
-    "migration_cancel_in_progress",
-}
-# Per-file cost in progress, in bytes: directory entries and metadata passes cost time even
-# when a file is empty, so a share of many small files still shows its progress.
-FILE_WEIGHT_BYTES = 64 * 1024
+CANCELLABLE_STATES = state.CANCELLABLE
+TERMINAL_STATES = state.TERMINAL
 
 
 class StartRequest(BaseModel):
@@ -244,7 +228,7 @@ def admit_start(
         and effective_network == share.share_network_id
         and effective_type.id == share.share_type_id
     ):
-        share.task_state = "migration_success"
+        state.move(share, TaskState.SUCCESS)
         session.flush()
         return None
     _check_destination_fits(session, share, pool, effective_type)
@@ -261,6 +245,9 @@ def _check_destination_fits(
             f"Share type {share_type.name} is limited to availability zones {zones}; "
             f"pool {pool.name} is in {pool.availability_zone}."
         )
+    # The pool's lock first: two starts that together overcommit it are serialised here, and
+    # the loser sees the winner's reservation (its active migration row) in `free_gb`.
+    lock_pool(session, pool.name)
     free = free_gb(session, pool) + (share.size if pool.name == share.host else 0)
     verdict = fit(pool, share_type, share.size, free, None)
     if verdict.reason:
@@ -283,9 +270,9 @@ def _begin(
         .where(
             Share.id == share.id,
             Share.status == "available",
-            Share.task_state.is_(None) | Share.task_state.not_in(BUSY_TASK_STATES),
+            state.move_where(TaskState.STARTING),
         )
-        .values(status="migrating", task_state="migration_starting", updated_at=utcnow())
+        .values(status="migrating", task_state=TaskState.STARTING.value, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     if moved.rowcount != 1:  # type: ignore[attr-defined]
@@ -324,9 +311,9 @@ def _request_action(
     share_id: str,
     project_id: str | None,
     action: str,
-    allowed: frozenset[str],
+    allowed: frozenset[TaskState],
     refused: str,
-    new_task_state: str | None,
+    new_task_state: TaskState | None,
 ) -> Migration:
     """Move `requested_action` NULL -> `action` (and optionally task_state) atomically."""
     share = get_share(session, share_id, project_id)
@@ -353,8 +340,8 @@ def _request_action(
     if new_task_state is not None:
         moved = session.execute(
             update(Share)
-            .where(Share.id == share.id, Share.task_state.in_(allowed))
-            .values(task_state=new_task_state, updated_at=utcnow())
+            .where(Share.id == share.id, state.move_where(new_task_state, allowed))
+            .values(task_state=new_task_state.value, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
@@ -375,7 +362,7 @@ def admit_complete(session: Session, share_id: str, *, project_id: str | None) -
         PHASE1_DONE_STATES,
         f"First migration phase of share {share_id} not completed yet; wait for task_state "
         "data_copying_completed or migration_driver_phase1_done (see migration_get_progress).",
-        "migration_completing",
+        TaskState.COMPLETING,
     )
 
 
@@ -393,20 +380,11 @@ def admit_cancel(session: Session, share_id: str, *, project_id: str | None) -> 
     )
 
 
-def _copy_percent(migration: Migration) -> int:
-    """Verified work over planned work, files weighted in; 100 only when all is verified."""
-    planned = migration.bytes_planned + migration.files_planned * FILE_WEIGHT_BYTES
-    if planned <= 0:
-        return 0
-    done = migration.bytes_verified + migration.files_verified * FILE_WEIGHT_BYTES
-    return max(0, min(100, done * 100 // planned))
-
-
 def read_progress(session: Session, share_id: str, *, project_id: str | None) -> ProgressView:
     """`total_progress` never goes down: the reported value is kept as a high-water mark."""
     share = get_share(session, share_id, project_id)
-    state = share.task_state
-    if state is None:
+    current = share.task_state
+    if current is None:
         raise InvalidStateError(_state_message(share.id, None, ""))
     # The newest migration, active or not: a finished one still explains its end state.
     migration = session.scalar(
@@ -417,12 +395,12 @@ def read_progress(session: Session, share_id: str, *, project_id: str | None) ->
     )
     if migration is None:
         # A no-op start or an admin reset leaves a task_state without a migration row.
-        return ProgressView(100 if state not in STARTING_STATES else 0, state, {})
+        return ProgressView(100 if current not in STARTING_STATES else 0, current, {})
     details: dict[str, object] = {}
-    if state in STARTING_STATES:
+    if current in STARTING_STATES:
         computed = 0
-    elif state in COPYING_STATES:
-        computed = _copy_percent(migration)
+    elif current in COPYING_STATES:
+        computed = copy_percent(migration)
         details = {
             "current_file_path": migration.current_path,
             "files_total": migration.files_planned,
@@ -430,7 +408,7 @@ def read_progress(session: Session, share_id: str, *, project_id: str | None) ->
             "bytes_total": migration.bytes_planned,
             "bytes_verified": migration.bytes_verified,
         }
-    elif state in ("migration_error", "migration_cancelled", "data_copying_error"):
+    elif current in (TaskState.ERROR, TaskState.CANCELLED, TaskState.COPY_ERROR):
         # The reference reports 100 here, which reads as success (contract §14.3); report how
         # far it got instead, and why it stopped.
         computed = 0
@@ -438,6 +416,8 @@ def read_progress(session: Session, share_id: str, *, project_id: str | None) ->
             details = {"error": migration.error}
     else:
         computed = 100
+        if current in PHASE1_DONE_STATES and migration.error:
+            details = {"switchover_error": migration.error}
     total = max(computed, migration.progress)
     if total > migration.progress:
         session.execute(
@@ -451,9 +431,5 @@ def read_progress(session: Session, share_id: str, *, project_id: str | None) ->
 
 def reset_task_state(session: Session, share_id: str, value: str | None) -> None:
     """Admin repair: set the share's task_state to `value` (contract §9.1 list, or None)."""
-    if value is not None and value not in RESETTABLE_TASK_STATES:
-        allowed = ", ".join(sorted(RESETTABLE_TASK_STATES))
-        raise InvalidInputError(f"Invalid task_state {value!r}; use null or one of: {allowed}.")
-    share = get_share(session, share_id)
-    share.task_state = value
+    state.reset(get_share(session, share_id), value)
     session.flush()

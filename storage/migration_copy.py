@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from sqlalchemy.orm import Session
 
 from storage.db import session_scope
-from storage.errors import PermanentError, classified_os_errors
+from storage.errors import IncompleteCopyError, PermanentError, classified_os_errors
 from storage.migration_lifecycle import (
     PHASE1_DONE,
     MigrationStatus,
@@ -26,6 +26,7 @@ from storage.migration_lifecycle import (
     status,
     stop_requested,
 )
+from storage.migration_state import TaskState
 from storage.models import Migration, ShareInstance
 from storage.pools import driver_for
 from storage.shares import get_share
@@ -39,13 +40,13 @@ def driver_start(migration_id: str, *, db_url: str | None = None) -> None:
     """`migration_driver_starting` -> driver start -> `migration_driver_in_progress`."""
     with session_scope(db_url) as s:
         mig = load_migration(s, migration_id)
-        if get_share(s, mig.share_id).task_state in ("migration_driver_in_progress", *PHASE1_DONE):
+        if get_share(s, mig.share_id).task_state in (TaskState.DRIVER_IN_PROGRESS, *PHASE1_DONE):
             return
-        set_state(s, mig, "migration_driver_starting")
+        set_state(s, mig, TaskState.DRIVER_STARTING)
         driver, ref = migration_ref(s, mig, db_url)
     with classified_os_errors("starting the driver-assisted migration"):
         driver.migration_start(ref)
-    set_task_state(migration_id, "migration_driver_in_progress", db_url=db_url)
+    set_task_state(migration_id, TaskState.DRIVER_IN_PROGRESS, db_url=db_url)
 
 
 def driver_continue(migration_id: str, *, db_url: str | None = None) -> bool:
@@ -60,19 +61,22 @@ def driver_continue(migration_id: str, *, db_url: str | None = None) -> bool:
             ref, should_stop=stop_requested(migration_id, db_url=db_url)
         )
         report = driver.migration_get_progress(ref)
-    pct = report.get("total_progress", 100 if done else 0)
-    pct = max(0, min(100, pct if isinstance(pct, int) else 0))
-    # The driver reports a percentage; it is stored on the same counters the API reads.
+
+    def counter(key: str) -> int:
+        value = report.get(key, 0)
+        return value if isinstance(value, int) else 0
+
+    # The driver's byte and file counters go through the same formula as the host copy's.
     record_progress(
         migration_id,
-        files_planned=0,
-        bytes_planned=100,
-        files_verified=0,
-        bytes_verified=100 if done else pct,
+        files_planned=counter("files_planned"),
+        bytes_planned=counter("bytes_planned"),
+        files_verified=counter("files_verified"),
+        bytes_verified=counter("bytes_verified"),
         db_url=db_url,
     )
     if done:
-        set_task_state(migration_id, "migration_driver_phase1_done", db_url=db_url)
+        set_task_state(migration_id, TaskState.DRIVER_PHASE1_DONE, db_url=db_url)
     return done
 
 
@@ -174,7 +178,7 @@ def host_plan(
     with session_scope(db_url) as s:
         mig = load_migration(s, migration_id)
         if not final_sync:
-            set_state(s, mig, "data_copying_starting")
+            set_state(s, mig, TaskState.COPY_STARTING)
             source = s.get(ShareInstance, mig.source_instance_id)
             if source is not None:
                 source.access_read_only = True
@@ -187,7 +191,7 @@ def host_plan(
     with classified_os_errors("walking the source share"):
         plan_copy(job_id, src, dst, db_url=db_url, on_batches=feed)
     if not final_sync:
-        set_task_state(migration_id, "data_copying_in_progress", db_url=db_url)
+        set_task_state(migration_id, TaskState.COPY_IN_PROGRESS, db_url=db_url)
     sync_copy_progress(migration_id, job_id=job_id, db_url=db_url)
     return list(pending_batches(job_id, db_url=db_url))
 
@@ -225,17 +229,52 @@ def host_copy_batch(
     return sync_copy_progress(migration_id, job_id=job_id, db_url=db_url)
 
 
-def host_finish(migration_id: str, *, final_sync: bool = False, db_url: str | None = None) -> None:
-    """Directory metadata, hard links, removals; then `data_copying_completed`."""
+def host_finish(migration_id: str, *, final_sync: bool = False, db_url: str | None = None) -> bool:
+    """Directory metadata, hard links, removals. True when every manifest entry is verified:
+    phase 1 then moves to `data_copying_completed`; otherwise back to copying, and the caller
+    runs another round (entries changed or failed under the copy)."""
     from storage.mover import finish_copy
 
     with session_scope(db_url) as s:
         mig = load_migration(s, migration_id)
         if not final_sync:
-            set_state(s, mig, "data_copying_completing")
+            set_state(s, mig, TaskState.COPY_COMPLETING)
         job_id = _job_id(mig)
     with classified_os_errors("finishing the copy"):
-        finish_copy(job_id, db_url=db_url)
+        complete = finish_copy(job_id, db_url=db_url).complete
     sync_copy_progress(migration_id, job_id=job_id, db_url=db_url)
     if not final_sync:
-        set_task_state(migration_id, "data_copying_completed", db_url=db_url)
+        target = TaskState.COPY_COMPLETED if complete else TaskState.COPY_IN_PROGRESS
+        set_task_state(migration_id, target, db_url=db_url)
+    if not complete:
+        open_count, first = unverified_entries(migration_id, db_url=db_url)
+        log.warning(
+            "migration %s: %d manifest entries are not verified after this round (first: %r)",
+            migration_id,
+            open_count,
+            first,
+        )
+    return complete
+
+
+def unverified_entries(migration_id: str, *, db_url: str | None = None) -> tuple[int, bytes | None]:
+    """How many manifest entries are planned, changed or failed, and the first one's path."""
+    from storage.mover.plan import open_entries
+
+    with session_scope(db_url) as s:
+        job_id = _job_id(load_migration(s, migration_id))
+    return open_entries(job_id, db_url=db_url)
+
+
+def require_complete(migration_id: str, *, db_url: str | None = None) -> None:
+    """The switchover's gate: refuse while any manifest entry is unverified."""
+    with session_scope(db_url) as s:
+        mig = load_migration(s, migration_id)
+        if mig.mechanism != "host":
+            return
+    count, first = unverified_entries(migration_id, db_url=db_url)
+    if count:
+        raise IncompleteCopyError(
+            f"migration {migration_id}: {count} manifest entries are not verified at the "
+            f"destination (first: {first!r}); the share stays on its source"
+        )

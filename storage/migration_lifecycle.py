@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from storage import migration_state as state
 from storage.db import session_scope
 from storage.drivers.base import MigrationRef, ShareDriver
 from storage.errors import (
@@ -25,16 +26,18 @@ from storage.errors import (
     PermanentError,
     classified_os_errors,
 )
+from storage.migration_state import TaskState
 from storage.models import Migration, Share, ShareInstance
 from storage.models.base import utcnow
 from storage.pools import driver_for, free_gb, get_pool, lock_pool, pool_ref
+from storage.progress import copy_percent
 from storage.scheduler import fit
 from storage.shares import create_instance, delete_instance, get_share, list_snapshots
 
 log = logging.getLogger(__name__)
 
-PHASE1_DONE = frozenset({"data_copying_completed", "migration_driver_phase1_done"})
-TERMINAL = frozenset({"migration_success", "migration_error", "migration_cancelled"})
+PHASE1_DONE = state.PHASE1_DONE
+TERMINAL = state.TERMINAL
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class MigrationStatus:
     bytes_planned: int
     files_verified: int
     bytes_verified: int
+    progress_mark: int = 0
 
     @property
     def finished(self) -> bool:
@@ -62,16 +66,14 @@ class MigrationStatus:
 
     @property
     def phase1_done(self) -> bool:
-        return self.task_state in PHASE1_DONE or self.task_state == "migration_completing"
+        return self.task_state in PHASE1_DONE or self.task_state == TaskState.COMPLETING
 
     @property
     def percent(self) -> int:
-        """Verified bytes over planned bytes (files when there are no bytes); 0-100."""
-        if self.bytes_planned > 0:
-            return min(100, self.bytes_verified * 100 // self.bytes_planned)
-        if self.files_planned > 0:
-            return min(100, self.files_verified * 100 // self.files_planned)
-        return 100 if self.phase1_done or self.outcome == "migration_success" else 0
+        """The one progress formula over the verified counters, never below its high-water
+        mark; 100 once phase 1 is done."""
+        done = self.phase1_done or self.outcome == TaskState.SUCCESS
+        return max(self.progress_mark, copy_percent(self, finished=done))
 
 
 def load_migration(session: Session, migration_id: str) -> Migration:
@@ -97,6 +99,7 @@ def _status(mig: Migration, share: Share) -> MigrationStatus:
         bytes_planned=mig.bytes_planned,
         files_verified=mig.files_verified,
         bytes_verified=mig.bytes_verified,
+        progress_mark=mig.progress,
     )
 
 
@@ -106,19 +109,17 @@ def status(migration_id: str, *, db_url: str | None = None) -> MigrationStatus:
         return _status(mig, get_share(s, mig.share_id))
 
 
-def set_state(session: Session, mig: Migration, state: str) -> None:
+def set_state(session: Session, mig: Migration, target: TaskState) -> None:
     """Move the share's task_state while this migration is still the live one."""
     if mig.outcome is not None:
         raise InvalidStateError(f"migration {mig.id} already ended ({mig.outcome})")
-    share = get_share(session, mig.share_id)
-    if share.task_state != state:
-        share.task_state = state
+    state.move(get_share(session, mig.share_id), target)
     session.flush()
 
 
-def set_task_state(migration_id: str, state: str, *, db_url: str | None = None) -> None:
+def set_task_state(migration_id: str, target: TaskState, *, db_url: str | None = None) -> None:
     with session_scope(db_url) as s:
-        set_state(s, load_migration(s, migration_id), state)
+        set_state(s, load_migration(s, migration_id), target)
 
 
 def begin(
@@ -130,8 +131,8 @@ def begin(
         share = get_share(s, mig.share_id)
         if flow_run_id and mig.outcome is None:
             mig.flow_run_id = flow_run_id
-        if mig.outcome is None and share.task_state == "migration_starting":
-            share.task_state = "migration_in_progress"
+        if mig.outcome is None and share.task_state == TaskState.STARTING:
+            state.move(share, TaskState.IN_PROGRESS)
         s.flush()
         return _status(mig, share)
 
@@ -171,7 +172,9 @@ def reserve_destination(migration_id: str, *, db_url: str | None = None) -> str:
         type_id = mig.new_share_type_id or share.share_type_id
         from storage.catalog import get_share_type
 
-        verdict = fit(pool, get_share_type(s, type_id), share.size, free_gb(s, pool), None)
+        # `free_gb` still counts this migration's own reservation (taken at admission).
+        free = free_gb(s, pool) + share.size
+        verdict = fit(pool, get_share_type(s, type_id), share.size, free, None)
         if verdict.reason:
             raise CapacityError(
                 f"pool {pool.name} cannot take share {share.id} ({share.size} GiB): "
@@ -279,7 +282,7 @@ def take_decision(
             mig.approval_reason = mig.approval_reason or reason[:4000]
         winner = str(mig.requested_action)
         if winner == "complete" and mig.outcome is None:
-            set_state(s, mig, "migration_completing")
+            set_state(s, mig, TaskState.COMPLETING)
         return winner
 
 
@@ -293,13 +296,15 @@ def record_progress(
     current_path: str | None = None,
     db_url: str | None = None,
 ) -> None:
-    """Copy counters for `migration_get_progress`; verified counts never move backwards."""
+    """Copy counters for `migration_get_progress`; verified counts never move backwards, and
+    the percentage they give is kept as the migration's high-water mark."""
     with session_scope(db_url) as s:
         mig = load_migration(s, migration_id)
         mig.files_planned, mig.bytes_planned = files_planned, bytes_planned
         mig.files_verified = max(mig.files_verified, files_verified)
         mig.bytes_verified = max(mig.bytes_verified, bytes_verified)
         mig.current_path = current_path
+        mig.progress = max(mig.progress, copy_percent(mig))
 
 
 def approval_reason(migration_id: str, *, db_url: str | None = None) -> str | None:
@@ -353,6 +358,30 @@ def switch_to_destination(migration_id: str, *, db_url: str | None = None) -> No
         s.flush()
 
 
+def return_to_waiting(migration_id: str, reason: str, *, db_url: str | None = None) -> bool:
+    """A switchover that kept failing: back to phase 1 done, waiting for a new approval.
+
+    Only before the destination became the share's (from there the only way is forward).
+    The approval is cleared so the operator can approve again or cancel; the reason is kept
+    on the migration (the API's `details`, 2.59+). False when there is nothing to undo.
+    """
+    with session_scope(db_url) as s:
+        mig = load_migration(s, migration_id)
+        share = get_share(s, mig.share_id)
+        dest = s.get(ShareInstance, mig.dest_instance_id) if mig.dest_instance_id else None
+        if mig.outcome is not None or _switched(share, dest):
+            return False
+        waiting = (
+            TaskState.DRIVER_PHASE1_DONE if mig.mechanism == "driver" else TaskState.COPY_COMPLETED
+        )
+        state.move(share, waiting)
+        mig.requested_action = None
+        mig.approval_reason = None
+        mig.error = f"switchover failed, waiting for approval again: {reason}"[:4000]
+        s.flush()
+        return True
+
+
 def delete_source(migration_id: str, *, db_url: str | None = None) -> None:
     """Remove the retired source instance (data and rows); nothing left is fine."""
     with session_scope(db_url) as s:
@@ -368,26 +397,40 @@ def delete_source(migration_id: str, *, db_url: str | None = None) -> None:
             delete_instance(s, source)
 
 
-def _finish(session: Session, mig: Migration, outcome: str, reason: str | None) -> None:
+def _finish(session: Session, mig: Migration, outcome: TaskState, reason: str | None) -> None:
     share = get_share(session, mig.share_id)
+    if _admin_took_over(share):
+        log.warning(
+            "migration %s ends as %s; share %s keeps the task_state %s an admin set",
+            mig.id,
+            outcome.value,
+            share.id,
+            share.task_state,
+        )
+    else:
+        state.move(share, outcome)
     share.status = "available"
-    share.task_state = outcome
     mig.outcome = outcome
     mig.active = False
     mig.finished_at = utcnow()
     mig.current_path = None
     if reason:
         mig.error = reason[:4000]
-    if outcome == "migration_success":
+    if outcome == TaskState.SUCCESS:
         mig.progress = 100
     session.flush()
+
+
+def _admin_took_over(share: Share) -> bool:
+    """An admin's `reset_task_state` moved the share out of the migration's states."""
+    return share.task_state is None or share.task_state in state.TERMINAL
 
 
 def finish_success(migration_id: str, *, db_url: str | None = None) -> None:
     with session_scope(db_url) as s:
         mig = load_migration(s, migration_id)
         if mig.outcome is None:
-            _finish(s, mig, "migration_success", None)
+            _finish(s, mig, TaskState.SUCCESS, None)
 
 
 # --- cancel / error ----------------------------------------------------------------------
@@ -401,8 +444,9 @@ def abort(migration_id: str, outcome: str, reason: str, *, db_url: str | None = 
     outcome the migration ended with (an earlier outcome wins). Refused once the switchover
     made the destination the share's: from there the only way is forward.
     """
-    if outcome not in ("migration_cancelled", "migration_error"):
+    if outcome not in (TaskState.CANCELLED, TaskState.ERROR):
         raise ValueError(f"abort ends in migration_cancelled or migration_error, not {outcome}")
+    final = TaskState(outcome)
     with session_scope(db_url) as s:
         mig = load_migration(s, migration_id)
         if mig.outcome is not None:
@@ -414,12 +458,13 @@ def abort(migration_id: str, outcome: str, reason: str, *, db_url: str | None = 
                 f"migration {mig.id} already switched share {share.id} to {mig.dest_host}; "
                 "it can only be finished, not undone"
             )
-        if share.task_state == "data_copying_in_progress":
-            share.task_state = (
-                "data_copying_cancelled"
-                if outcome == "migration_cancelled"
-                else "data_copying_error"
+        if share.task_state == TaskState.COPY_IN_PROGRESS:
+            state.move(
+                share,
+                TaskState.COPY_CANCELLED if final == TaskState.CANCELLED else TaskState.COPY_ERROR,
             )
+        elif not _admin_took_over(share):
+            state.check(share.task_state, final)
         driver_ref = migration_ref(s, mig, db_url) if mig.mechanism == "driver" and dest else None
     if driver_ref is not None:
         driver, ref = driver_ref
@@ -435,5 +480,5 @@ def abort(migration_id: str, outcome: str, reason: str, *, db_url: str | None = 
             source.access_read_only = False
             source.status = "available"
         if mig.outcome is None:
-            _finish(s, mig, outcome, reason)
+            _finish(s, mig, final, reason)
         return mig.outcome or outcome

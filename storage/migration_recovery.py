@@ -16,6 +16,7 @@ from typing import Literal
 from sqlalchemy import select
 
 from storage.db import session_scope
+from storage.migration_state import TaskState
 from storage.models import Migration, Share
 from storage.models.base import utcnow
 
@@ -27,7 +28,7 @@ DEAD_RUN_STATES = frozenset({"CRASHED", "FAILED", "COMPLETED", "CANCELLED"})
 # A start creates its run right after admission; give it this long before calling it lost.
 RUN_CREATION_GRACE = timedelta(seconds=60)
 # From here the switchover may have begun: it is only ever carried forward, never undone.
-FORWARD_ONLY_STATES = frozenset({"migration_completing"})
+FORWARD_ONLY_STATES = frozenset({TaskState.COMPLETING})
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from storage.drivers.base import PoolRef, ShareDriver
 from storage.drivers.registry import get_driver
 from storage.errors import NotFoundError
-from storage.models import Pool, Share, ShareInstance
+from storage.models import Migration, Pool, Share, ShareInstance
 from storage.models.base import utcnow
 
 # Instances that hold space on their pool (a migration destination reserves it up front).
@@ -47,14 +47,29 @@ def driver_for(session: Session, pool_name: str) -> ShareDriver:
 
 
 def allocated_gb(session: Session) -> dict[str, int]:
-    """GiB allocated per pool: the sizes of the shares whose instances live there."""
+    """GiB allocated per pool: the sizes of the shares whose instances live there, plus the
+    space reserved by admitted migrations whose destination instance does not exist yet (the
+    reservation is taken with the 202 of `migration_start`, and ends with the migration)."""
     rows = session.execute(
         select(ShareInstance.pool_name, func.coalesce(func.sum(Share.size), 0))
         .join(Share, Share.id == ShareInstance.share_id)
         .where(ShareInstance.status.in_(_ALLOCATING))
         .group_by(ShareInstance.pool_name)
     )
-    return {name: int(total) for name, total in rows}
+    allocated = {name: int(total) for name, total in rows}
+    reserved = session.execute(
+        select(Migration.dest_host, func.coalesce(func.sum(Share.size), 0))
+        .join(Share, Share.id == Migration.share_id)
+        .where(
+            Migration.active.is_(True),
+            Migration.outcome.is_(None),
+            Migration.dest_instance_id.is_(None),
+        )
+        .group_by(Migration.dest_host)
+    )
+    for name, total in reserved:
+        allocated[name] = allocated.get(name, 0) + int(total)
+    return allocated
 
 
 def free_gb(session: Session, pool: Pool, allocated: dict[str, int] | None = None) -> int:

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     """At most this many source entries per second are walked while planning: caps the
     metadata load (stat, readdir) a migration puts on a filer that clients are still using."""
 
+    switchover_attempts: int = 3
+    switchover_window_s: int = 600
+    """A failed switchover is tried again up to `switchover_attempts` times within this many
+    seconds; then the migration goes back to waiting for approval, source intact."""
+
     approval_timeout_s: int = 7 * 24 * 3600
     approval_timeout_action: str = "keep_waiting"
     """What happens when nobody approves in time: `keep_waiting` (re-arm the wait) or `cancel`."""

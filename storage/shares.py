@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from storage import migration_state
 from storage.catalog import ensure_default_share_type, get_share_network, get_share_type
 from storage.errors import (
     CapacityError,
@@ -17,20 +18,7 @@ from storage.models import AccessRule, ExportLocation, Share, ShareInstance, Sna
 from storage.pools import driver_for, free_gb, lock_pool
 from storage.scheduler import fit, pick_pool
 
-BUSY_TASK_STATES = frozenset(
-    {
-        "migration_starting",
-        "migration_in_progress",
-        "migration_completing",
-        "migration_driver_starting",
-        "migration_driver_in_progress",
-        "migration_driver_phase1_done",
-        "data_copying_starting",
-        "data_copying_in_progress",
-        "data_copying_completing",
-        "data_copying_completed",
-    }
-)
+BUSY_TASK_STATES = migration_state.BUSY
 # Statuses an admin may force with `reset_status` (Manila's share statuses).
 RESETTABLE_STATUSES = frozenset(
     {"available", "error", "creating", "deleting", "error_deleting", "migrating", "migrating_to"}

@@ -67,8 +67,18 @@ def copy_batch(migration_id: str, batch: int, stoppable: bool = True) -> Migrati
 
 
 @task(name="finish-copy", **_RETRYING)
-def finish_copy(migration_id: str, final_sync: bool = False) -> None:
-    copy_steps.host_finish(migration_id, final_sync=final_sync)
+def finish_copy(migration_id: str, final_sync: bool = False) -> bool:
+    return copy_steps.host_finish(migration_id, final_sync=final_sync)
+
+
+@task(name="require-complete", **_RETRYING)
+def require_complete(migration_id: str) -> None:
+    copy_steps.require_complete(migration_id)
+
+
+@task(name="return-to-waiting", **_RETRYING)
+def return_to_waiting(migration_id: str, reason: str) -> bool:
+    return lifecycle.return_to_waiting(migration_id, reason)
 
 
 @task(name="switch-to-destination", **_RETRYING)

@@ -66,12 +66,15 @@ class JobsProgress:
 
     @property
     def percent(self) -> int:
-        """The mover's own formula over the sum; below 100 (the caller knows when it's done)."""
-        from storage.mover.progress import ENTRY_WEIGHT, percent_of
+        """The one progress formula over the sum; below 100 (the caller knows when it's done)."""
+        from storage.progress import weighted_percent
 
-        whole = self.bytes_planned + ENTRY_WEIGHT * self.entries_planned
-        done = self.bytes_verified + ENTRY_WEIGHT * self.entries_done
-        return percent_of(done, whole, finished=False)
+        return weighted_percent(
+            bytes_done=self.bytes_verified,
+            bytes_total=self.bytes_planned,
+            entries_done=self.entries_done,
+            entries_total=self.entries_planned,
+        )
 
 
 def jobs_progress(job_ids: list[str], db_url: str | None) -> JobsProgress:

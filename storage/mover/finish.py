@@ -11,14 +11,14 @@ import os
 import stat
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from storage.db import session_scope
 from storage.errors import NotFoundError
 from storage.models.manifest import CopyJob
 from storage.mover.endpoints import Endpoint, open_endpoint
 from storage.mover.local_copy import copy_xattrs, remove_any, set_owner
-from storage.mover.plan import CHANGED, DONE, FAILED, PLANNED, VANISHED, J, T, path_key
+from storage.mover.plan import DONE, PLANNED, VANISHED, J, T, open_entries, path_key
 from storage.mover.results import FinishSummary
 from storage.mover.walk import DIR, HARDLINK
 
@@ -130,13 +130,8 @@ def finish_copy(job_id: str, *, db_url: str | None = None) -> FinishSummary:
     if source.local and dest.local:
         summary.hardlinks = _make_hardlinks(job_id, dest, db_url)
         summary.dirs_updated = _apply_dir_metadata(job_id, source, dest, db_url)
+    summary.complete = not open_entries(job_id, db_url=db_url)[0]
     with session_scope(db_url) as session:
-        open_entries = session.scalar(
-            select(func.count()).where(
-                T.c.job_id == job_id, T.c.state.in_((PLANNED, FAILED, CHANGED))
-            )
-        )
-        summary.complete = not open_entries
         session.execute(
             update(J)
             .where(J.c.id == job_id)

@@ -346,5 +346,14 @@ def pending_batches(job_id: str, *, db_url: str | None = None) -> list[int]:
         return [int(r.batch) for r in rows]
 
 
+def open_entries(job_id: str, *, db_url: str | None = None) -> tuple[int, bytes | None]:
+    """Entries of the plan not verified yet (planned, changed or failed), and the first path."""
+    is_open = (T.c.job_id == job_id) & T.c.state.in_((PLANNED, FAILED, CHANGED))
+    with session_scope(db_url) as session:
+        count = int(session.scalar(select(func.count()).where(is_open)) or 0)
+        first = session.scalar(select(T.c.path).where(is_open).order_by(T.c.path).limit(1))
+    return count, first
+
+
 def display_path(path: bytes) -> str:
     return path.decode("utf-8", "backslashreplace") if path else "."

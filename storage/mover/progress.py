@@ -6,18 +6,7 @@ from storage.db import session_scope
 from storage.errors import NotFoundError
 from storage.models.manifest import CopyJob
 from storage.mover.results import Progress
-
-ENTRY_WEIGHT = 4096
-"""Each entry counts as this many bytes of work, so a tree of empty files still advances."""
-
-
-def percent_of(done: int, total: int, finished: bool) -> int:
-    """0-100; 100 only when the job is finished, so the last step is never skipped."""
-    if finished:
-        return 100
-    if total <= 0:
-        return 0
-    return max(0, min(99, done * 100 // total))
+from storage.progress import weighted_percent
 
 
 def job_progress(job_id: str, *, db_url: str | None = None) -> Progress:
@@ -25,8 +14,6 @@ def job_progress(job_id: str, *, db_url: str | None = None) -> Progress:
         job = session.get(CopyJob, job_id)
         if job is None:
             raise NotFoundError(f"copy job {job_id} not found")
-        done = job.bytes_verified + job.entries_done * ENTRY_WEIGHT
-        total = job.bytes_planned + job.entries_planned * ENTRY_WEIGHT
         return Progress(
             job_id=job.id,
             state=job.state,
@@ -38,6 +25,12 @@ def job_progress(job_id: str, *, db_url: str | None = None) -> Progress:
             entries_done=job.entries_done,
             skipped=job.files_skipped,
             failed=job.files_failed,
-            percent=percent_of(done, total, job.state == "done"),
+            percent=weighted_percent(
+                bytes_done=job.bytes_verified,
+                bytes_total=job.bytes_planned,
+                entries_done=job.entries_done,
+                entries_total=job.entries_planned,
+                finished=job.state == "done",
+            ),
             current_path=job.current_path,
         )

@@ -127,18 +127,20 @@ def test_complete_before_phase1_is_refused_with_the_contract_error(
 
 
 def test_two_migrations_cannot_overcommit_a_pool(pools: dict[str, Path]) -> None:
-    """A 3 GiB pool, two 2 GiB shares admitted at once: one reservation, one CapacityError."""
+    """A 3 GiB pool, two 2 GiB shares started at once: the reservation is taken with the 202,
+    so one start is admitted and the other refused at once (400) with the free space named."""
     from storage import migration_lifecycle as life
-    from storage.errors import CapacityError
+    from storage.errors import InvalidInputError
 
     for _ in range(ROUNDS // 2):
         first, _ = new_share(POOL_A, size=2)
         second, _ = new_share(POOL_A, size=2)
-        migs = [start(first, POOL_TINY), start(second, POOL_TINY)]
-        results = _race(*(lambda m=m: life.reserve_destination(m) for m in migs))
-        reserved = [r for r in results if isinstance(r, str)]
-        refused = [r for r in results if isinstance(r, CapacityError)]
-        record("race: two reservations on a pool with room for one", f"{len(reserved)} reserved", 0)
-        assert len(reserved) == 1 and len(refused) == 1, results
-        for mig in migs:
-            life.abort(mig, "migration_cancelled", "test cleanup")
+        results = _race(*(lambda s=s: start(s, POOL_TINY) for s in (first, second)))
+        admitted = [r for r in results if isinstance(r, str)]
+        refused = [r for r in results if isinstance(r, InvalidInputError)]
+        record("race: two starts on a pool with room for one", f"{len(admitted)} admitted", 0)
+        assert len(admitted) == 1 and len(refused) == 1, results
+        assert "free" in str(refused[0]) and POOL_TINY in str(refused[0])
+        # The winner's destination fits: its reservation was its own.
+        assert life.reserve_destination(admitted[0])
+        life.abort(admitted[0], "migration_cancelled", "test cleanup")
