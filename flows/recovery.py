@@ -25,6 +25,7 @@ from uuid import UUID
 from flows.control import create_run
 from storage import migration_lifecycle as lifecycle
 from storage.errors import InvalidStateError
+from storage.migration_freeze import lift_stale_freezes
 from storage.migration_recovery import (
     RUN_CREATION_GRACE,
     UnfinishedMigration,
@@ -138,4 +139,6 @@ def recover_migrations(
                 _mark_crashed(client, mig.flow_run_id)
                 state = "CRASHED"
         done.append(_apply(mig, state, run_creation_grace))
+    for instance_id in lift_stale_freezes():
+        log.warning("share instance %s was left frozen by an ended migration; lifted", instance_id)
     return done

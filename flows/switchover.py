@@ -24,7 +24,9 @@ def _prepare(migration_id: str, mechanism: str) -> None:
     """Everything before the switch: the driver's final sync, or the host copy's."""
     if mechanism == "driver":
         steps.driver_complete(migration_id)
-    else:
+    elif not steps.frozen_and_unchanged(migration_id):
+        # Not frozen (an fsspec pool), written through a late descriptor, or damaged at the
+        # destination: walk the source again and copy what changed.
         artifact = ProgressArtifact(migration_id, "final sync", lazy=True)
         copy_until_verified(migration_id, final_sync=True, artifact=artifact)
     steps.require_complete(migration_id)

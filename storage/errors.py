@@ -53,6 +53,11 @@ class CapacityError(PermanentError):
     """No pool can hold the share (type, size or free space)."""
 
 
+class FreezeUnavailableError(PermanentError):
+    """The pool cannot freeze an instance here (no CAP_SYS_ADMIN, no mount); the migration
+    goes on unfrozen and relies on its final sync, and says so in its log."""
+
+
 class IncompleteCopyError(PermanentError):
     """Manifest entries are still unverified: the destination must not become the share."""
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from storage.db import session_scope
 from storage.errors import IncompleteCopyError, PermanentError, classified_os_errors
+from storage.migration_freeze import freeze_instance, late_writes
 from storage.migration_lifecycle import (
     PHASE1_DONE,
     MigrationStatus,
@@ -180,8 +181,13 @@ def host_plan(
         if not final_sync:
             set_state(s, mig, TaskState.COPY_STARTING)
             source = s.get(ShareInstance, mig.source_instance_id)
-            if source is not None:
-                source.access_read_only = True
+            if source is not None and not freeze_instance(s, source):
+                log.warning(
+                    "migration %s: pool %s cannot freeze the source; a write made after its "
+                    "file was copied is caught only by the final sync at the switchover",
+                    migration_id,
+                    source.pool_name,
+                )
         job_id = mig.copy_job_id = _job_id(mig)
         src, dst = _copy_urls(s, mig)
     prestart(src, dst)
@@ -264,6 +270,42 @@ def unverified_entries(migration_id: str, *, db_url: str | None = None) -> tuple
     with session_scope(db_url) as s:
         job_id = _job_id(load_migration(s, migration_id))
     return open_entries(job_id, db_url=db_url)
+
+
+def frozen_and_unchanged(migration_id: str, *, db_url: str | None = None) -> bool:
+    """True when the switchover may skip the final re-walk: the source was frozen for the
+    whole copy, nothing was written to it since (ctime), and the destination still holds
+    every verified file. Otherwise the caller runs the full final sync."""
+    with session_scope(db_url) as s:
+        mig = load_migration(s, migration_id)
+        source = s.get(ShareInstance, mig.source_instance_id)
+        if source is None or source.frozen_at_ns is None:
+            return False
+        late = late_writes(s, source)
+        job_id = _job_id(mig)
+        _, dst = _copy_urls(s, mig)
+    if late:
+        log.warning(
+            "migration %s: %d entries of the frozen source changed after the freeze (first: "
+            "%r): a writer kept a descriptor from before it; walking the source again",
+            migration_id,
+            len(late),
+            late[0],
+        )
+        return False
+    from storage.mover.audit import requeue_damaged
+
+    with classified_os_errors("checking the destination against the manifest"):
+        damaged = requeue_damaged(job_id, dst, db_url=db_url)
+    if damaged:
+        log.warning(
+            "migration %s: %d verified files changed or vanished at the destination (first: "
+            "%r); copying them again",
+            migration_id,
+            len(damaged),
+            damaged[0],
+        )
+    return not damaged
 
 
 def require_complete(migration_id: str, *, db_url: str | None = None) -> None:

@@ -26,6 +26,7 @@ from storage.errors import (
     PermanentError,
     classified_os_errors,
 )
+from storage.migration_freeze import lift_instance
 from storage.migration_state import TaskState
 from storage.models import Migration, Share, ShareInstance
 from storage.models.base import utcnow
@@ -347,8 +348,7 @@ def switch_to_destination(migration_id: str, *, db_url: str | None = None) -> No
             raise PermanentError(f"migration {mig.id} has no destination instance to switch to")
         source = s.get(ShareInstance, mig.source_instance_id)
         if source is not None:
-            source.status = "inactive"
-            source.access_read_only = False
+            source.status = "inactive"  # still frozen: `delete_source` lifts it, then deletes
         pool = get_pool(s, dest.pool_name)
         dest.status = "available"
         share.host = pool.name
@@ -375,6 +375,12 @@ def return_to_waiting(migration_id: str, reason: str, *, db_url: str | None = No
             TaskState.DRIVER_PHASE1_DONE if mig.mechanism == "driver" else TaskState.COPY_COMPLETED
         )
         state.move(share, waiting)
+        source = s.get(ShareInstance, mig.source_instance_id)
+        if mig.mechanism == "driver" and source is not None:
+            # The driver froze its writable source for the final sync; it is served
+            # read-write again while it waits. A host-assisted source stays frozen.
+            with classified_os_errors("lifting the driver's freeze of the source"):
+                driver_for(s, source.pool_name).lift_freeze(source.location)
         mig.requested_action = None
         mig.approval_reason = None
         mig.error = f"switchover failed, waiting for approval again: {reason}"[:4000]
@@ -393,6 +399,7 @@ def delete_source(migration_id: str, *, db_url: str | None = None) -> None:
             raise InvalidStateError(
                 f"source instance {source.id} is {source.status}; only a retired one is deleted"
             )
+        lift_instance(s, source)
         with classified_os_errors(f"deleting the source instance on {source.pool_name}"):
             delete_instance(s, source)
 
@@ -477,7 +484,7 @@ def abort(migration_id: str, outcome: str, reason: str, *, db_url: str | None = 
             delete_instance(s, dest)
         source = s.get(ShareInstance, mig.source_instance_id)
         if source is not None:
-            source.access_read_only = False
+            lift_instance(s, source)
             source.status = "available"
         if mig.outcome is None:
             _finish(s, mig, final, reason)

@@ -71,6 +71,11 @@ def finish_copy(migration_id: str, final_sync: bool = False) -> bool:
     return copy_steps.host_finish(migration_id, final_sync=final_sync)
 
 
+@task(name="frozen-and-unchanged", **_RETRYING)
+def frozen_and_unchanged(migration_id: str) -> bool:
+    return copy_steps.frozen_and_unchanged(migration_id)
+
+
 @task(name="require-complete", **_RETRYING)
 def require_complete(migration_id: str) -> None:
     copy_steps.require_complete(migration_id)

@@ -43,6 +43,17 @@ from prefect_service import (  # noqa: E402, F401
 )
 
 
+@pytest.fixture(autouse=True)
+def _no_freeze_left_behind() -> Iterator[None]:
+    """A test that fails mid-migration may leave a frozen (read-only bind-mounted) source;
+    lift it so the temp dirs can be removed and later tests see a clean mount table."""
+    yield
+    from storage.source_freeze import frozen_under, lift_dir
+
+    for path in frozen_under(Path(tempfile.gettempdir())):
+        lift_dir(path)
+
+
 @pytest.fixture(scope="session")
 def session_dir() -> Path:
     return _SESSION_DIR

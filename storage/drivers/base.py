@@ -43,6 +43,8 @@ class DriverCapabilities:
 
     snapshot_support: bool
     driver_assisted_migration: bool
+    freeze_support: bool = False
+    """The pool can refuse writes to an instance while reads go on (`freeze_instance`)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,16 @@ class ShareDriver(Protocol):
 
     def export_locations(self, location: str) -> list[str]:
         """Paths or URLs a client would mount/open, preferred first."""
+
+    def freeze_instance(self, location: str) -> None:
+        """Refuse writes to the instance for every client, reads unchanged. Idempotent.
+        A no-op where `capabilities.freeze_support` is False."""
+
+    def lift_freeze(self, location: str) -> None:
+        """Make the instance writable again. Idempotent (not frozen is fine)."""
+
+    def late_writes(self, location: str, since_ns: int) -> list[bytes]:
+        """Paths changed after `since_ns` (a writer that opened a file before the freeze)."""
 
     def create_snapshot(self, location: str, snapshot_id: str) -> None: ...
 

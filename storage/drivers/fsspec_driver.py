@@ -47,6 +47,16 @@ class FsspecDriver:
         path = self._path(location)
         return path if proto in {"file", "local"} else f"{proto}://{path.lstrip('/')}"
 
+    def freeze_instance(self, location: str) -> None:
+        """An fsspec pool (object store, remote filesystem) cannot refuse its clients' writes;
+        the migration says so in its log and relies on the final sync instead."""
+
+    def lift_freeze(self, location: str) -> None:
+        """Nothing was frozen (see `freeze_instance`)."""
+
+    def late_writes(self, location: str, since_ns: int) -> list[bytes]:
+        return []
+
     def create_instance(self, location: str) -> None:
         self.fs.makedirs(self._path(location), exist_ok=True)
 

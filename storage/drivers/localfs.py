@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import ClassVar
 
+from storage import source_freeze
 from storage.drivers import localfs_migration as migration
 from storage.drivers.base import (
     Compatibility,
@@ -24,7 +25,7 @@ __all__ = ["LocalFsDriver", "pool_root"]
 
 class LocalFsDriver:
     capabilities: ClassVar[DriverCapabilities] = DriverCapabilities(
-        snapshot_support=True, driver_assisted_migration=True
+        snapshot_support=True, driver_assisted_migration=True, freeze_support=True
     )
 
     def __init__(self, pool: PoolRef) -> None:
@@ -40,10 +41,20 @@ class LocalFsDriver:
     def instance_url(self, location: str) -> str:
         return str(self.instance_path(location))
 
+    def freeze_instance(self, location: str) -> None:
+        source_freeze.freeze_dir(self.instance_path(location))
+
+    def lift_freeze(self, location: str) -> None:
+        source_freeze.lift_dir(self.instance_path(location))
+
+    def late_writes(self, location: str, since_ns: int) -> list[bytes]:
+        return source_freeze.late_writes(self.instance_path(location), since_ns)
+
     def create_instance(self, location: str) -> None:
         self.instance_path(location).mkdir(parents=True, exist_ok=True)
 
     def delete_instance(self, location: str) -> None:
+        self.lift_freeze(location)
         shutil.rmtree(self.instance_path(location), ignore_errors=True)
         shutil.rmtree(snapshots_dir(self.root, location), ignore_errors=True)
         shutil.rmtree(safe_child(self.root / migration.JOURNAL_DIR, location), ignore_errors=True)

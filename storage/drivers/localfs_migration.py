@@ -5,17 +5,18 @@ snapshot directory, O(1) whatever the size. Different filesystems: phase 1 is th
 verified local copy of the instance and its snapshots while the source stays writable; the
 switchover freezes the source, re-runs the same copy job (incremental) and switches.
 
-What "freeze" can mean on a plain directory: sharemig records it (journal `frozen_at_ns`) and
-the caller stops exporting the source read-write, but a local process with write permission is
-not stopped by the kernel. So the final sync repeats until one pass finds nothing changed and
-fails the switchover if the source is still being written after that; the source is never
-touched, so such a failure leaves it intact.
+The freeze is a read-only bind mount over the source (`storage.source_freeze`), recorded in the
+journal (`frozen_at_ns`). It cannot revoke a descriptor opened for writing before it, so the
+final sync repeats until one pass finds nothing changed and fails the switchover if the source
+is still being written after that; the source is never touched, so such a failure leaves it
+intact.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import shutil
 import time
@@ -23,6 +24,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from storage import source_freeze
 from storage.drivers.base import Compatibility, MigrationRef, PoolRef, StopCheck
 from storage.drivers.localfs_journal import (
     Journal,
@@ -34,11 +36,19 @@ from storage.drivers.localfs_journal import (
 )
 from storage.drivers.localfs_paths import pool_root, safe_child, snapshots_dir
 from storage.drivers.localfs_sync import copy_tree, forget_jobs, jobs_progress
-from storage.errors import InvalidInputError, InvalidStateError, NotFoundError, PermanentError
+from storage.errors import (
+    FreezeUnavailableError,
+    InvalidInputError,
+    InvalidStateError,
+    NotFoundError,
+    PermanentError,
+)
 
 JOURNAL_DIR = ".migrations"
 FINAL_SYNC_PASSES = 3
 _JOB_NAMESPACE = uuid.UUID("6f1d2c1e-8f3b-4c55-9a4e-5d0b7f6a2c11")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -230,6 +240,12 @@ def _switch_by_rename(s: Sides) -> None:
 def _final_sync(
     s: Sides, ref: MigrationRef, should_stop: StopCheck | None, db_url: str | None
 ) -> None:
+    # The same freeze as a host-assisted source: a read-only bind mount, lifted when the
+    # caller deletes the source after the switch, or by cancel.
+    try:
+        source_freeze.freeze_dir(s.src)
+    except FreezeUnavailableError as exc:
+        log.warning("driver-assisted switchover without a freeze of %s: %s", s.src, exc)
     with updating_journal(s.journal) as j:
         j.state = "frozen"
         j.frozen_at_ns = j.frozen_at_ns or time.time_ns()
@@ -294,6 +310,7 @@ def cancel(source_root: Path, ref: MigrationRef, db_url: str | None) -> None:
             raise InvalidStateError(
                 f"migration {ref.migration_id} already switched over; the data lives at {s.dst}"
             )
+        source_freeze.lift_dir(s.src)
         if journal.mode == "rename":
             _undo_rename(s)
         else:

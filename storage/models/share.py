@@ -57,6 +57,8 @@ class ShareInstance(Base):
     )
     access_read_only: Mapped[bool] = mapped_column(default=False)
     """Set while a host-assisted copy runs: the source's rules are cast to read-only."""
+    frozen_at_ns: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """When the pool's driver froze this instance (writes refused); None when not frozen."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

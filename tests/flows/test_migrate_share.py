@@ -152,8 +152,11 @@ def test_reject_from_the_resume_form_keeps_the_source(tmp_path: Path) -> None:
     _wait_suspended(started.flow_run_id)
     dest_id = migration_of(share.share_id).dest_instance_id
     assert dest_id is not None
+    # Frozen while it waits: writes refused, reads unchanged.
+    _assert_frozen(share.path / "data.bin")
     resume_flow_run(UUID(started.flow_run_id), run_input={"approve": False, "reason": "not now"})
     row = wait_task_state(share.share_id, "migration_cancelled")
+    (share.path / "after-reject").write_text("writable again")
     assert row["status"] == "available" and row["host"] == POOL_A
     assert [i[1] for i in row["instances"]] == [POOL_A]
     assert (share.path / "data.bin").read_bytes() == b"x" * 10000
@@ -198,9 +201,11 @@ def test_cancel_while_copying_stops_the_copy(tmp_path: Path) -> None:
     dest_id = migration_of(share.share_id).dest_instance_id
     control.cancel_migration(share.share_id, reason="wrong pool")
     assert share_row(share.share_id)["status"] == "migrating"
-    # The share stays readable while the copy winds down.
+    # The share stays readable (and frozen) while the copy winds down.
+    _assert_frozen(share.path / "d07" / "f004")
     assert (share.path / "d07" / "f004").read_bytes() == bytes([7, 4]) * 131072
     row = wait_task_state(share.share_id, "migration_cancelled", timeout=90)
+    (share.path / "d07" / "after-cancel").write_text("writable again")
     assert row["status"] == "available" and row["host"] == POOL_A
     mig = migration_of(share.share_id)
     assert mig.files_verified < mig.files_planned, "the copy should have stopped early"
@@ -222,6 +227,7 @@ def test_permanent_failure_ends_in_migration_error_with_source_untouched() -> No
     assert row["status"] == "available" and row["host"] == POOL_A
     assert [i[1] for i in row["instances"]] == [POOL_A]
     assert (share.path / "precious").read_text() == "unchanged"
+    (share.path / "after-error").write_text("writable")
     mig = migration_of(share.share_id)
     assert "creating share storage on pool sharemig@localfs#broken failed" in mig.error
     assert started.flow_run_id
@@ -229,6 +235,25 @@ def test_permanent_failure_ends_in_migration_error_with_source_untouched() -> No
     assert run_state(started.flow_run_id).is_failed()
     # Permanent: the failing step ran once, it was not retried.
     assert _task_run_counts(started.flow_run_id)["reserve-destination"] == [1]
+
+
+def _assert_frozen(existing: Path) -> None:
+    """Write, create, rename and unlink in the source each fail; its bytes read the same."""
+    import errno
+    import os
+
+    before = existing.read_bytes()
+    attempts = [
+        lambda: existing.write_bytes(b"changed"),
+        lambda: (existing.parent / "created").write_bytes(b"new"),
+        lambda: os.rename(existing, existing.parent / "renamed"),
+        lambda: os.unlink(existing),
+    ]
+    for attempt in attempts:
+        with pytest.raises(OSError) as refused:
+            attempt()
+        assert refused.value.errno in (errno.EROFS, errno.EACCES)
+    assert existing.read_bytes() == before
 
 
 def _task_run_counts(run_id: str) -> dict[str, list[int]]:

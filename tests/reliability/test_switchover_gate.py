@@ -32,7 +32,11 @@ def test_no_switch_while_an_entry_is_unverified(pools: dict[str, Path]) -> None:
     _phase1(mig)
     assert life.status(mig).task_state == "data_copying_completed"
     assert life.take_decision(mig, True, None) == "complete"
-    # A write that reached the source after phase 1 (an unfrozen pool, a late descriptor).
+    # A write that reached the source after phase 1: the test lifts the freeze, as a pool
+    # that cannot enforce one would have let it through.
+    from storage.source_freeze import lift_dir
+
+    lift_dir(src)
     (src / "late.txt").write_bytes(b"written after phase 1")
     batches = copy.host_plan(mig, final_sync=True)
     assert batches
@@ -89,3 +93,62 @@ def test_failed_switchover_goes_back_to_waiting_and_keeps_the_copy(
     [dest] = instance_dirs(share_id)
     assert sorted(p.name for p in dest.iterdir()) == sorted(f"f{i}" for i in range(20))
     assert all((dest / f"f{i}").read_bytes() == b"x" * i for i in range(20))
+
+
+def _refused(action: object) -> int:
+    try:
+        action()  # type: ignore[operator]
+    except OSError as exc:
+        return exc.errno or 0
+    return 0
+
+
+@pytest.mark.parametrize("ending", ["migration_cancelled", "migration_error"])
+def test_source_is_frozen_while_copying_and_lifted_once_at_the_end(
+    pools: dict[str, Path], ending: str
+) -> None:
+    import errno
+    import os
+
+    from storage import migration_lifecycle as life
+    from storage.migration_freeze import lift_stale_freezes
+    from storage.source_freeze import is_frozen
+
+    denied = {errno.EROFS, errno.EACCES}
+    share_id, src = new_share(POOL_A)
+    (src / "keep.txt").write_bytes(b"original")
+    (src / "sub").mkdir()
+    mig = start(share_id, POOL_B)
+    _phase1(mig)
+    assert is_frozen(src)
+    assert _refused(lambda: (src / "keep.txt").write_bytes(b"changed")) in denied
+    assert _refused(lambda: (src / "new.txt").write_bytes(b"new")) in denied
+    assert _refused(lambda: os.rename(src / "keep.txt", src / "moved.txt")) in denied
+    assert _refused(lambda: os.unlink(src / "keep.txt")) in denied
+    assert _refused(lambda: os.rmdir(src / "sub")) in denied
+    assert (src / "keep.txt").read_bytes() == b"original"
+    assert life.abort(mig, ending, "test") == ending
+    assert not is_frozen(src)
+    (src / "keep.txt").write_bytes(b"writable again")
+    assert lift_stale_freezes() == []  # lifted exactly once, nothing left over
+
+
+def test_recovery_lifts_a_freeze_left_by_a_killed_run(pools: dict[str, Path]) -> None:
+    from sqlalchemy import update
+
+    from storage.db import session_scope
+    from storage.migration_freeze import lift_stale_freezes
+    from storage.models import Migration
+    from storage.source_freeze import is_frozen
+
+    share_id, src = new_share(POOL_A)
+    (src / "f").write_bytes(b"x")
+    mig = start(share_id, POOL_B)
+    _phase1(mig)
+    assert is_frozen(src)
+    # A run killed after the migration's row ended but before it lifted the freeze.
+    with session_scope() as s:
+        s.execute(update(Migration).where(Migration.id == mig).values(active=False))
+    assert len(lift_stale_freezes()) == 1
+    assert not is_frozen(src)
+    (src / "f").write_bytes(b"writable")
