@@ -129,9 +129,9 @@ def sync_copy_progress(
     return status(migration_id, db_url=db_url)
 
 
-def _repair_destination(migration_id: str, job_id: str, dst: str, db_url: str | None) -> None:
+def _repair_destination(migration_id: str, job_id: str, dst: str, db_url: str | None) -> int:
     """Files verified earlier but since removed or altered at the destination (it may have
-    waited days for approval) are copied again by the plan that follows."""
+    waited days for approval) are copied again by the plan that follows; returns how many."""
     from storage.mover.audit import requeue_damaged
 
     with classified_os_errors("checking the destination against the manifest"):
@@ -144,6 +144,7 @@ def _repair_destination(migration_id: str, job_id: str, dst: str, db_url: str | 
             len(damaged),
             damaged[0],
         )
+    return len(damaged)
 
 
 _feeds: dict[str, Callable[[list[int]], None]] = {}
@@ -293,19 +294,7 @@ def frozen_and_unchanged(migration_id: str, *, db_url: str | None = None) -> boo
             late[0],
         )
         return False
-    from storage.mover.audit import requeue_damaged
-
-    with classified_os_errors("checking the destination against the manifest"):
-        damaged = requeue_damaged(job_id, dst, db_url=db_url)
-    if damaged:
-        log.warning(
-            "migration %s: %d verified files changed or vanished at the destination (first: "
-            "%r); copying them again",
-            migration_id,
-            len(damaged),
-            damaged[0],
-        )
-    return not damaged
+    return not _repair_destination(migration_id, job_id, dst, db_url)
 
 
 def require_complete(migration_id: str, *, db_url: str | None = None) -> None:

@@ -269,3 +269,52 @@ def _task_run_counts(run_id: str) -> dict[str, list[int]]:
         # Task run names are "<task name>-<random suffix>".
         counts.setdefault(tr.name.rsplit("-", 1)[0], []).append(tr.run_count)
     return counts
+
+
+def test_failed_switchover_goes_back_to_waiting_and_a_later_approval_succeeds() -> None:
+    """A destination the switchover cannot repair (a directory replaced by a file there):
+    the switchover retries, gives up, and the migration waits again in a fresh suspended
+    run with the source intact; fixed and approved again, it succeeds without copying the
+    files it had verified again."""
+    import shutil
+
+    from flows import control
+    from storage import migration_lifecycle as lifecycle
+
+    share = new_share(POOL_A)
+    (share.path / "keep.txt").write_text("verified once")
+    (share.path / "d").mkdir()
+    (share.path / "d" / "f.txt").write_text("inside d")
+    started = control.start_migration(
+        share.share_id, start_request(POOL_B, force_host_assisted_migration=True)
+    )
+    assert started.flow_run_id
+    _wait_suspended(started.flow_run_id)
+    mig = migration_of(share.share_id)
+    dest = share.path.parent.parent / "pool-b" / f"share-{mig.dest_instance_id}"
+    kept_inode = (dest / "keep.txt").stat().st_ino
+    shutil.rmtree(dest / "d")
+    (dest / "d").write_text("a file where the directory was")
+
+    control.complete_migration(share.share_id)
+    wait_for(
+        lambda: lifecycle.status(mig.id).flow_run_id != started.flow_run_id,
+        timeout=120,
+        what="a new run after the switchover gave up",
+    )
+    row = wait_task_state(share.share_id, "data_copying_completed", timeout=60)
+    assert row["status"] == "migrating" and row["host"] == POOL_A
+    assert (share.path / "d" / "f.txt").read_text() == "inside d"
+    progress = control.migration_progress(share.share_id)
+    assert "waiting for approval again" in str(progress.details["switchover_error"])
+    waiting_run = lifecycle.status(mig.id).flow_run_id
+    assert waiting_run
+    _wait_suspended(waiting_run)
+    assert run_state(started.flow_run_id).is_completed()
+
+    (dest / "d").unlink()
+    control.complete_migration(share.share_id)
+    row = wait_task_state(share.share_id, "migration_success", timeout=120)
+    assert row["host"] == POOL_B
+    assert (dest / "d" / "f.txt").read_text() == "inside d"
+    assert (dest / "keep.txt").stat().st_ino == kept_inode, "a verified file was copied again"
