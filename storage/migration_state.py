@@ -149,8 +149,11 @@ def sources_of(target: TaskState) -> frozenset[State]:
 
 def move_where(target: TaskState, among: Iterable[State] | None = None) -> ColumnElement[bool]:
     """The WHERE clause of a compare-and-set UPDATE to `target`: the share is in one of the
-    states `target` is reachable from (optionally narrowed to `among`)."""
-    sources = sources_of(target) if among is None else sources_of(target) & set(among)
+    states `target` is reachable from, never `target` itself (a second request racing the
+    first must lose), optionally narrowed to `among`."""
+    sources = sources_of(target) - {target}
+    if among is not None:
+        sources &= set(among)
     names = [s.value for s in sources if s is not None]
     clause = Share.task_state.in_(names)
     return or_(clause, Share.task_state.is_(None)) if None in sources else clause
