@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 from storage.errors import FreezeUnavailableError, PermanentError
+from storage.mover.throttle import Throttle
 
 MOUNT_TIMEOUT_S = 10.0
 
@@ -105,9 +106,13 @@ def _is_self_bind(path: Path) -> bool:
     return bool(mounts) and "ro" in mounts[-1][1].split(",") and mounts[-1][0] != "/"
 
 
-def late_writes(path: Path, since_ns: int, limit: int = 10) -> list[bytes]:
+def late_writes(
+    path: Path, since_ns: int, limit: int = 10, *, entries_per_s: int | None = None
+) -> list[bytes]:
     """Up to `limit` paths (relative, bytes) changed after `since_ns` (ctime): what a writer
-    holding a descriptor from before the freeze may have written since."""
+    holding a descriptor from before the freeze may have written since. `entries_per_s`
+    paces the walk like the planning walk (`SHAREMIG_WALK_LIMIT_ENTRIES`)."""
+    throttle = Throttle(entries_per_s) if entries_per_s else None
     found: list[bytes] = []
     stack = [os.fsencode(path)]
     root = stack[0]
@@ -120,6 +125,8 @@ def late_writes(path: Path, since_ns: int, limit: int = 10) -> list[bytes]:
                 continue
             raise
         for entry in entries:
+            if throttle is not None:
+                throttle.consume(1)
             st = entry.stat(follow_symlinks=False)
             if st.st_ctime_ns > since_ns:
                 found.append(os.path.relpath(entry.path, root))

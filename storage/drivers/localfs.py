@@ -48,7 +48,13 @@ class LocalFsDriver:
         source_freeze.lift_dir(self.instance_path(location))
 
     def late_writes(self, location: str, since_ns: int) -> list[bytes]:
-        return source_freeze.late_writes(self.instance_path(location), since_ns)
+        from storage.settings import get_settings
+
+        return source_freeze.late_writes(
+            self.instance_path(location),
+            since_ns,
+            entries_per_s=get_settings().walk_limit_entries,
+        )
 
     def create_instance(self, location: str) -> None:
         self.instance_path(location).mkdir(parents=True, exist_ok=True)

@@ -222,17 +222,6 @@ def verified_files(share_id: str) -> dict[bytes, tuple[int, int, int]]:
     return found
 
 
-def plan_generation(share_id: str) -> int:
-    """How many times the migration's source has been walked into its manifest."""
-    from storage.db import session_scope
-    from storage.models import CopyJob
-
-    mig = row(share_id)["mig"]
-    with session_scope() as s:
-        job = s.get(CopyJob, mig.copy_job_id or mig.id)
-        return job.generation if job is not None else 0
-
-
 def kill_runs(share_id: str) -> list[int]:
     """SIGKILL every process of the migration's current run (flow, forkserver, copiers)."""
     run_id = current_run(share_id)
@@ -336,6 +325,27 @@ def assert_not_recopied(before: dict[bytes, tuple[int, int, int]], share_id: str
     assert not changed, f"{len(changed)} files verified before the kill were written again"
 
 
+def running_task(name: str) -> bool:
+    """A task run called `name` is running now (in any flow run of this stack)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        TaskRunFilter,
+        TaskRunFilterName,
+        TaskRunFilterState,
+        TaskRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            task_run_filter=TaskRunFilter(
+                name=TaskRunFilterName(like_=name),
+                state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType.RUNNING])),
+            )
+        )
+    return bool(runs)
+
+
 # --- the scenarios -------------------------------------------------------------------------
 
 
@@ -370,17 +380,16 @@ def test_flow_run_killed_mid_copy_then_mid_switchover(stack: Stack, tmp_path: Pa
 
     from flows import control
 
-    generation = plan_generation(share_id)
     control.complete_migration(share_id)
 
-    # The switchover's final sync re-walks the source (a new plan generation); from there
-    # it finishes the copy, switches the share, deletes the source: kill it in that stretch
-    # (the stack paces that walk: it alone lasts over a second).
-    def final_sync_started() -> bool:
+    # With the source frozen, the switchover walks it once for late writes (ctime) instead
+    # of planning it again; from there it audits, switches the share and deletes the source:
+    # kill it in that stretch (the stack paces that walk: it alone lasts over a second).
+    def late_write_check_running() -> bool:
         assert row(share_id)["mig"].outcome is None, "the switchover ended before a poll saw it"
-        return plan_generation(share_id) > generation
+        return running_task("frozen-and-unchanged")
 
-    wait_for(final_sync_started, timeout=90, interval=0.02, what="the switchover's final sync")
+    wait_for(late_write_check_running, timeout=90, interval=0.02, what="the switchover")
     kill_runs(share_id)
     half = row(share_id)
     assert half["mig"].outcome is None, "the switchover ended before the kill landed"
