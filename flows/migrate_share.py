@@ -20,6 +20,7 @@ from prefect.states import Cancelled, Failed
 
 from flows.copy_phase import ProgressArtifact, copy_until_verified
 from flows.switchover import switchover
+from storage import migration_endings as endings
 from storage import migration_lifecycle as lifecycle
 from storage.errors import CancelledError, InvalidStateError
 from storage.settings import get_settings
@@ -109,9 +110,7 @@ def _cancelled_in_prefect(flow: Any, flow_run: Any, state: Any) -> None:
         return
     # Switched over already: the run finishing (or a retry) completes it instead.
     with contextlib.suppress(InvalidStateError):
-        lifecycle.abort(
-            migration_id, "migration_cancelled", "the flow run was cancelled in Prefect"
-        )
+        endings.abort(migration_id, "migration_cancelled", "the flow run was cancelled in Prefect")
 
 
 @flow(

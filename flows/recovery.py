@@ -23,6 +23,7 @@ from typing import Any
 from uuid import UUID
 
 from flows.control import create_run
+from storage import migration_endings as endings
 from storage import migration_lifecycle as lifecycle
 from storage.errors import InvalidStateError
 from storage.migration_freeze import lift_stale_freezes
@@ -101,7 +102,7 @@ def _apply(mig: UnfinishedMigration, state: str | None, grace: timedelta) -> Rec
             else "cancelled on request; its flow run had stopped"
         )
         try:
-            lifecycle.abort(mig.id, "migration_cancelled", reason)
+            endings.abort(mig.id, "migration_cancelled", reason)
         except InvalidStateError:  # switched over already: only forward is left
             action = "resume"
     if action == "resume":
@@ -141,4 +142,6 @@ def recover_migrations(
         done.append(_apply(mig, state, run_creation_grace))
     for instance_id in lift_stale_freezes():
         log.warning("share instance %s was left frozen by an ended migration; lifted", instance_id)
+    if freed := endings.reclaim_deleted():
+        log.info("freed the space of %d deleted share instance(s) left by ended runs", freed)
     return done

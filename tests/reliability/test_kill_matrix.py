@@ -14,6 +14,7 @@ lands in it.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import threading
@@ -544,4 +545,42 @@ def test_cancel_in_prefect_while_suspended_is_not_left_wedged(stack: Stack, tmp_
     record("Prefect-UI cancel while suspended", str(end["task_state"]), lost)
     assert (end["status"], end["task_state"]) == ("available", "migration_cancelled")
     assert end["instances"] == [(POOL_A, "available")]
+    assert lost == 0
+
+
+def _writes_refused(root: Path) -> bool:
+    """A client write (create) into `root` fails with EROFS; nothing is left behind."""
+    try:
+        (root / "client-write.tmp").write_bytes(b"late")
+    except OSError as exc:
+        return exc.errno in (errno.EROFS, errno.EACCES)
+    (root / "client-write.tmp").unlink()
+    return False
+
+
+def test_flow_run_killed_while_frozen_then_cancelled_leaves_the_source_writable(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The freeze is a mount: it outlives the killed run, so no client write slips in while
+    nobody runs the migration; recovery's cancel lifts it, once, with the source intact."""
+    from flows import control
+    from storage.source_freeze import frozen_under
+
+    share_id, src, reference = make_share(stack, tmp_path)
+    expected = content(src)
+    start(share_id)
+    wait_mid_copy(share_id)
+    kill_runs(share_id)
+    assert _writes_refused(src), "the source took a write after its run was killed"
+    assert (src / "link").readlink() == Path("d0/s0/f0000.bin")  # reads still work
+    control.cancel_migration(share_id)  # the run is a corpse: only the request is recorded
+    assert _writes_refused(src)
+    assert recover(share_id, running_are_dead=True) == "cancel"
+    end = row(share_id)
+    lost = bytes_lost(expected, src)
+    record("kill -9 flow run while frozen, then cancel", str(end["task_state"]), lost)
+    assert (end["status"], end["task_state"]) == ("available", "migration_cancelled")
+    assert not _writes_refused(src), "the source is still frozen after the cancel"
+    assert frozen_under(stack.root) == []
+    assert treecmp(reference, src).returncode == 0
     assert lost == 0
