@@ -236,11 +236,11 @@ def kill_runs(share_id: str) -> list[int]:
     return list(pids)
 
 
-def recover(share_id: str, *, running_are_dead: bool = False, grace: float | None = None) -> str:
+def recover(share_id: str, *, grace: float | None = None) -> str:
     """Run recovery until it acts on this share; returns the action (resume / cancel)."""
     from flows.recovery import recover_migrations
 
-    kwargs: dict[str, Any] = {"running_are_dead": running_are_dead}
+    kwargs: dict[str, Any] = {}
     if grace is not None:
         kwargs["run_creation_grace"] = timedelta(seconds=grace)
 
@@ -253,14 +253,14 @@ def recover(share_id: str, *, running_are_dead: bool = False, grace: float | Non
     return str(wait_for(acted, timeout=90, interval=1, what="recovery of the migration"))
 
 
-def recover_or_finish(share_id: str, *, running_are_dead: bool) -> str:
+def recover_or_finish(share_id: str) -> str:
     """Recovery rounds until phase 1 is done (the run carried on) or recovery acted."""
     from flows.recovery import recover_migrations
 
     def settled() -> str | None:
         if row(share_id)["task_state"] == "data_copying_completed":
             return "the run carried on"
-        for r in recover_migrations(running_are_dead=running_are_dead):
+        for r in recover_migrations():
             if r.share_id == share_id and r.action != "leave":
                 return f"recovery: {r.action} (run {r.run_state})"
         return None
@@ -411,7 +411,7 @@ def test_worker_killed_alone_mid_copy(stack: Stack, tmp_path: Path) -> None:
     wait_mid_copy(share_id)
     stack.kill_worker(with_runs=False)
     stack.start_worker()
-    how = recover_or_finish(share_id, running_are_dead=True)
+    how = recover_or_finish(share_id)
     wait_paused(share_id)
     record("kill -9 worker alone mid-copy", how, bytes_lost(expected, src))
     end = approve_and_finish(share_id)
@@ -430,7 +430,7 @@ def test_worker_killed_with_its_runs_mid_copy_and_while_waiting(
     assert run_state(dead_run).is_running()  # nobody told Prefect: a corpse marked Running
     before = verified_files(share_id)
     stack.start_worker()
-    assert recover(share_id, running_are_dead=True) == "resume"
+    assert recover(share_id) == "resume"
     assert run_state(dead_run).is_crashed()
     wait_paused(share_id)
     assert_not_recopied(before, share_id)
@@ -448,7 +448,7 @@ def test_worker_killed_with_its_runs_mid_copy_and_while_waiting(
 def _recover_all() -> list[Any]:
     from flows.recovery import recover_migrations
 
-    return recover_migrations(running_are_dead=True)
+    return recover_migrations()
 
 
 def test_prefect_server_killed_mid_copy_and_while_waiting(stack: Stack, tmp_path: Path) -> None:
@@ -460,7 +460,7 @@ def test_prefect_server_killed_mid_copy_and_while_waiting(stack: Stack, tmp_path
     stack.start_server()
     # The run may carry on, or die reporting to a dead API: either way, phase 1 completes
     # (after recovery if needed) and the migration waits for approval.
-    how = recover_or_finish(share_id, running_are_dead=False)
+    how = recover_or_finish(share_id)
     wait_paused(share_id)
     assert row(share_id)["mig"].outcome is None
     record("kill -9 Prefect server mid-copy", how, bytes_lost(expected, src))
@@ -578,7 +578,7 @@ def test_flow_run_killed_while_frozen_then_cancelled_leaves_the_source_writable(
     assert (src / "link").readlink() == Path("d0/s0/f0000.bin")  # reads still work
     control.cancel_migration(share_id)  # the run is a corpse: only the request is recorded
     assert _writes_refused(src)
-    assert recover(share_id, running_are_dead=True) == "cancel"
+    assert recover(share_id) == "cancel"
     end = row(share_id)
     lost = bytes_lost(expected, src)
     record("kill -9 flow run while frozen, then cancel", str(end["task_state"]), lost)
