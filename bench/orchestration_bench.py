@@ -13,7 +13,7 @@ the same run as the baseline:
   (b) the fixed cost: Prefect starting flow-run processes (Scheduled -> Running, at the start
       and after the resume) and everything outside phase 1's copy (fixed_s), and the ratio
       without the process starts
-  (c) the data path: phase 1's copy inside the flow (plan-copy start -> finish-copy end, from
+  (c) the data path: phase 1's copy inside the flow (copy-round start -> finish-copy end, from
       the task runs) / run_copy's own time                        (data_ratio)
 
     python bench/orchestration_bench.py [--preset small] [--reps 3] [--workdir DIR] [--keep]
@@ -109,7 +109,7 @@ def start_latency(run_id: str) -> float:
 
 
 def copy_span(run_id: str) -> float:
-    """Seconds from phase 1's plan-copy start to its finish-copy end (the flow's data path)."""
+    """Seconds from phase 1's copy-round start to its finish-copy end (the flow's data path)."""
     from uuid import UUID
 
     from prefect import get_client
@@ -119,17 +119,17 @@ def copy_span(run_id: str) -> float:
         runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(run_id)])), limit=200
         )
-    starts = [r.start_time for r in runs if r.name.startswith("plan-copy") and r.start_time]
+    starts = [r.start_time for r in runs if r.name.startswith("copy-round") and r.start_time]
     ends = [r.end_time for r in runs if r.name.startswith("finish-copy") and r.end_time]
     if not starts or not ends:
-        raise SystemExit(f"no plan-copy/finish-copy task runs in flow run {run_id}")
+        raise SystemExit(f"no copy-round/finish-copy task runs in flow run {run_id}")
     return float((min(ends) - min(starts)).total_seconds())
 
 
 SWITCHOVER_STEPS = {
     "re-entry": ("begin",),
     "audit_and_late_writes": ("frozen-and-unchanged",),
-    "final_sync": ("plan-copy", "copy-batch", "finish-copy"),
+    "final_sync": ("copy-round", "finish-copy"),
     "require_complete": ("require-complete",),
     "switch": ("switch-to-destination",),
     "delete_source": ("delete-source",),
@@ -175,7 +175,7 @@ def switchover_split(run_id: str, resumed: float) -> dict[str, float]:
     split = {"resume_start": (running[0] - since).total_seconds() if running else float("nan")}
     after = [r for r in runs if r.start_time and r.end_time and r.start_time > since]
     for label, names in SWITCHOVER_STEPS.items():
-        # Task run names are "<task name>-<suffix>" ("copy-batch-<n>" for the batches).
+        # Task run names are "<task name>-<suffix>".
         split[label] = sum(
             (r.end_time - r.start_time).total_seconds()  # type: ignore[operator]
             for r in after

@@ -1,23 +1,20 @@
-"""The host-assisted copy inside a flow: the walk and the copy run at once, one task per batch.
+"""The host-assisted copy inside a flow: rounds of one `copy-round` task each, then `finish-copy`.
 
 The Prefect UI shows a progress artifact that follows verified bytes.
 """
 
 from __future__ import annotations
 
-import queue
-from collections import deque
 from typing import Any, cast
 from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.futures import PrefectFuture, wait
+from prefect.futures import wait
 
 from storage import migration_lifecycle as lifecycle
 from storage.errors import CancelledError, IncompleteCopyError
-from storage.migration_copy import batch_feed, copy_pool, sync_copy_progress, unverified_entries
+from storage.migration_copy import unverified_entries
 from storage.migration_lifecycle import MigrationStatus, status
-from storage.settings import get_settings
 from tasks import migration_steps as steps
 
 PROGRESS_EVERY_S = 1.0
@@ -61,58 +58,16 @@ class ProgressArtifact:
         )
 
 
-def plan_and_copy(
+def copy_round(
     migration_id: str, *, final_sync: bool, stoppable: bool, artifact: ProgressArtifact
 ) -> None:
-    """Run the `plan-copy` task and, while it walks, a `copy-batch` task for each batch it
-    closes: at most twice `settings.copy_workers` batches at once.
-
-    On the first failure (or a cancel) no new batch starts, and the tasks still running are
-    waited for before the error propagates, so cleanup never races a writer.
-    """
-    # Twice the copy workers in flight: a task's own Prefect round trips then overlap another
-    # batch's copy, and the pool always has the next batch queued.
-    limit = 2 * max(1, get_settings().copy_workers)
-    # Everything the loop reacts to arrives here, from the walk's thread and the tasks'.
-    events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
-    waiting: deque[int] = deque()
-    seen: set[int] = set()
-    running: set[PrefectFuture[Any]] = set()
-
-    def queue_batches(batches: list[int]) -> None:
-        fresh = [b for b in batches if b not in seen]
-        seen.update(fresh)
-        waiting.extend(fresh)
-
-    # The tasks' threads hand their batches to one pool of worker processes (local pairs),
-    # so the copy inside the flow runs with the bare mover's parallelism.
-    with copy_pool(migration_id), batch_feed(migration_id, lambda b: events.put(("batches", b))):
-        plan = steps.plan_copy.submit(migration_id, final_sync)
-        plan.add_done_callback(lambda f: events.put(("planned", f)))
-        planning = True
-        try:
-            while planning or waiting or running:
-                try:
-                    kind, value = events.get(timeout=PROGRESS_EVERY_S)
-                except queue.Empty:
-                    # A batch takes a while: the counters its workers flush reach the API
-                    # and the artifact between task ends too.
-                    artifact.update(sync_copy_progress(migration_id))
-                    continue
-                if kind == "batches":
-                    queue_batches(value)
-                elif kind == "planned":
-                    planning = False
-                    queue_batches(value.result())
-                else:
-                    running.discard(value)
-                    artifact.update(value.result())
-                while waiting and len(running) < limit:
-                    future = steps.copy_batch.submit(migration_id, waiting.popleft(), stoppable)
-                    running.add(future)
-                    future.add_done_callback(lambda f: events.put(("copied", f)))
-        finally:
-            wait([*running, cast(PrefectFuture[Any], plan)])
+    """One `copy-round` task (the walk, and every batch copied as the walk closes it, on the
+    executor the task owns); meanwhile the flow keeps the progress artifact current."""
+    future = steps.copy_round.submit(migration_id, final_sync, stoppable)
+    while not wait([future], timeout=PROGRESS_EVERY_S).done:
+        artifact.update(status(migration_id))
+    future.result()
+    artifact.update(status(migration_id))
 
 
 COPY_ROUNDS = 3
@@ -126,9 +81,7 @@ def copy_until_verified(migration_id: str, *, final_sync: bool, artifact: Progre
     for _ in range(COPY_ROUNDS):
         if lifecycle.pending_request(migration_id) == "cancel" and not final_sync:
             raise CancelledError(f"migration {migration_id}: cancel requested")
-        plan_and_copy(
-            migration_id, final_sync=final_sync, stoppable=not final_sync, artifact=artifact
-        )
+        copy_round(migration_id, final_sync=final_sync, stoppable=not final_sync, artifact=artifact)
         if steps.finish_copy(migration_id, final_sync):
             return
     count, first = unverified_entries(migration_id)

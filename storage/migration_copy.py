@@ -7,10 +7,9 @@ by the database: task_state says which steps are done, the mover's manifest whic
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 from sqlalchemy.orm import Session
 
@@ -34,6 +33,9 @@ from storage.pools import driver_for
 from storage.shares import get_share
 
 log = logging.getLogger(__name__)
+
+PROGRESS_SYNC_S = 1.0
+"""How often a running copy writes its verified counters to the migration row."""
 
 # --- driver-assisted phase 1 -------------------------------------------------------------
 
@@ -148,32 +150,18 @@ def _repair_destination(migration_id: str, job_id: str, dst: str, db_url: str | 
     return len(damaged)
 
 
-_feeds: dict[str, Callable[[list[int]], None]] = {}
-_feeds_lock = threading.Lock()
-
-
-@contextmanager
-def batch_feed(migration_id: str, on_batches: Callable[[list[int]], None]) -> Iterator[None]:
-    """While the block runs, `host_plan` for this migration (in this process) hands batches
-    to `on_batches` as soon as the walk closes them, so they are copied while it goes on."""
-    with _feeds_lock:
-        _feeds[migration_id] = on_batches
-    try:
-        yield
-    finally:
-        with _feeds_lock:
-            if _feeds.get(migration_id) is on_batches:
-                del _feeds[migration_id]
-
-
 def host_plan(
-    migration_id: str, *, final_sync: bool = False, db_url: str | None = None
+    migration_id: str,
+    *,
+    final_sync: bool = False,
+    on_batches: Callable[[list[int]], None] | None = None,
+    db_url: str | None = None,
 ) -> list[int]:
     """Walk the source into the manifest (again, incrementally, for the final sync).
 
-    Phase 1 takes the source's access read-only (contract §9.5 step 3) and moves through
-    `data_copying_starting` -> `data_copying_in_progress`. Returns the batches left to copy
-    (including any already handed to a `batch_feed`).
+    Phase 1 freezes the source (contract §9.5 step 3: read-only) and moves through
+    `data_copying_starting` -> `data_copying_in_progress`. `on_batches` gets each batch as
+    soon as the walk closes it. Returns the batches left to copy (including those handed out).
     """
     from storage.mover import pending_batches, plan_copy
     from storage.mover.pool import prestart
@@ -194,46 +182,56 @@ def host_plan(
         src, dst = _copy_urls(s, mig)
     prestart(src, dst)
     _repair_destination(migration_id, job_id, dst, db_url)
-    with _feeds_lock:
-        feed = _feeds.get(migration_id)
     with classified_os_errors("walking the source share"):
-        plan_copy(job_id, src, dst, db_url=db_url, on_batches=feed)
+        plan_copy(job_id, src, dst, db_url=db_url, on_batches=on_batches)
     if not final_sync:
         set_task_state(migration_id, TaskState.COPY_IN_PROGRESS, db_url=db_url)
     sync_copy_progress(migration_id, job_id=job_id, db_url=db_url)
     return list(pending_batches(job_id, db_url=db_url))
 
 
-@contextmanager
-def copy_pool(migration_id: str, *, db_url: str | None = None) -> Iterator[None]:
-    """While the block runs, `host_copy_batch` calls in this process copy on one `BatchPool`
-    (worker processes for local pairs, like `run_copy`) instead of their own thread."""
-    from storage.mover.pool import open_pool, shared_pool
+def host_copy_round(
+    migration_id: str,
+    *,
+    final_sync: bool = False,
+    stoppable: bool = True,
+    db_url: str | None = None,
+) -> MigrationStatus:
+    """One round of the host copy: the walk, with each batch copied as soon as the walk
+    closes it, on an executor this call opens and owns (worker processes for local pairs, as
+    for `run_copy`). A recorded cancel stops every batch at a file boundary
+    (`CancelledError`). Batches that fail for good raise once every running batch has
+    ended, so cleanup never races a writer; files that could not be copied stay unverified
+    for `host_finish` and the next round to count."""
+    from storage.mover.pool import open_pool
+    from storage.mover.schedule import BatchScheduler
 
     with session_scope(db_url) as s:
         mig = load_migration(s, migration_id)
         job_id = _job_id(mig)
         src, dst = _copy_urls(s, mig)
-    with shared_pool(job_id, open_pool(src, dst)):
-        yield
-
-
-def host_copy_batch(
-    migration_id: str, batch: int, *, stoppable: bool = True, db_url: str | None = None
-) -> MigrationStatus:
-    """Copy and verify one manifest batch; a recorded cancel stops it at a file boundary."""
-    from storage.mover import copy_batch
-    from storage.mover.pool import pool_for
-
-    with session_scope(db_url) as s:
-        job_id = _job_id(load_migration(s, migration_id))
     stop = stop_requested(migration_id, db_url=db_url) if stoppable else None
-    pool = pool_for(job_id)
-    with classified_os_errors(f"copying batch {batch}"):
-        if pool is None:
-            copy_batch(job_id, batch, db_url=db_url, should_stop=stop)
-        else:
-            pool.run(job_id, batch, db_url=db_url, should_stop=stop)
+    synced = [0.0]
+
+    def progress(_: object) -> None:
+        now = time.monotonic()
+        if now - synced[0] >= PROGRESS_SYNC_S:  # the API and the artifact read these counters
+            synced[0] = now
+            sync_copy_progress(migration_id, job_id=job_id, db_url=db_url)
+
+    with open_pool(src, dst) as pool:
+        scheduler = BatchScheduler(job_id, db_url, pool, progress, stop)
+        batches = host_plan(
+            migration_id, final_sync=final_sync, on_batches=scheduler.submit, db_url=db_url
+        )
+        scheduler.submit(batches)
+        with classified_os_errors("copying the share's batches"):
+            scheduler.drain()
+    if scheduler.errors:
+        raise PermanentError(
+            f"migration {migration_id}: {len(scheduler.errors)} batch(es) failed "
+            f"(first: {scheduler.errors[0]})"
+        )
     return sync_copy_progress(migration_id, job_id=job_id, db_url=db_url)
 
 

@@ -57,14 +57,9 @@ def driver_complete(migration_id: str) -> None:
     copy_steps.driver_complete(migration_id)
 
 
-@task(name="plan-copy", **_RETRYING)
-def plan_copy(migration_id: str, final_sync: bool = False) -> list[int]:
-    return copy_steps.host_plan(migration_id, final_sync=final_sync)
-
-
-@task(name="copy-batch", task_run_name="copy-batch-{batch}", **_RETRYING)
-def copy_batch(migration_id: str, batch: int, stoppable: bool = True) -> MigrationStatus:
-    return copy_steps.host_copy_batch(migration_id, batch, stoppable=stoppable)
+@task(name="copy-round", **_RETRYING)
+def copy_round(migration_id: str, final_sync: bool = False, stoppable: bool = True) -> None:
+    copy_steps.host_copy_round(migration_id, final_sync=final_sync, stoppable=stoppable)
 
 
 @task(name="finish-copy", **_RETRYING)

@@ -1,4 +1,4 @@
-"""`BatchPool`: where `copy_batch` runs, shared by `run_copy` and the migration flow's tasks.
+"""`BatchPool`: the local executor `BatchScheduler` runs `copy_batch` on (opened per copy).
 
 Local→local batches run in worker processes (per-file Python work is CPU-bound and the GIL
 would serialize it on threads); pairs involving another filesystem run on threads, since they
@@ -16,10 +16,8 @@ import multiprocessing
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures import wait as wait_futures
-from contextlib import contextmanager
 from typing import Any
 
 from storage.db import dispose_engines
@@ -161,23 +159,6 @@ class BatchPool:
             throttle=self.throttle,
         )
 
-    def run(
-        self,
-        job_id: str,
-        batch: int,
-        *,
-        db_url: str | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> BatchResult:
-        """Copy one batch on the pool and wait for it; a `should_stop` turning true stops it."""
-        fut = self.submit(job_id, batch, db_url=db_url, should_stop=should_stop)
-        while True:
-            done, _ = wait_futures([fut], timeout=POLL_SECONDS)
-            if done:
-                return fut.result()
-            if should_stop is not None and should_stop():
-                self.stop()
-
     def stop(self) -> None:
         if self._event is not None:
             self._event.set()
@@ -217,27 +198,3 @@ def open_pool(
     if bandwidth_limit is None:
         bandwidth_limit = settings.bandwidth_limit_bytes
     return BatchPool(workers, processes=processes, bandwidth_limit=bandwidth_limit)
-
-
-_shared: dict[str, BatchPool] = {}
-_shared_lock = threading.Lock()
-
-
-@contextmanager
-def shared_pool(key: str, pool: BatchPool) -> Iterator[BatchPool]:
-    """Make `pool` findable by `key` (`pool_for`) in this process while the block runs, so
-    tasks that only receive ids (a flow's copy-batch tasks) submit to the flow's one pool."""
-    with _shared_lock:
-        _shared[key] = pool
-    try:
-        with pool:
-            yield pool
-    finally:
-        with _shared_lock:
-            if _shared.get(key) is pool:
-                del _shared[key]
-
-
-def pool_for(key: str) -> BatchPool | None:
-    with _shared_lock:
-        return _shared.get(key)

@@ -134,15 +134,12 @@ def drive_host_migration(migration_id: str, *, approve: bool = True) -> str:
         life.begin(migration_id, None)
         _with_retries(life.reserve_destination, migration_id)
         _with_retries(life.choose_path, migration_id)
-        for batch in _with_retries(copy.host_plan, migration_id):  # type: ignore[attr-defined]
-            _with_retries(copy.host_copy_batch, migration_id, batch)
+        _with_retries(copy.host_copy_round, migration_id)
         _with_retries(copy.host_finish, migration_id)
         if not approve:
             return endings.abort(migration_id, "migration_cancelled", "rejected")
         life.take_decision(migration_id, True, None)
-        batches = _with_retries(copy.host_plan, migration_id, final_sync=True)
-        for batch in batches:  # type: ignore[attr-defined]
-            _with_retries(copy.host_copy_batch, migration_id, batch, stoppable=False)
+        _with_retries(copy.host_copy_round, migration_id, final_sync=True, stoppable=False)
         _with_retries(copy.host_finish, migration_id, final_sync=True)
         copy.require_complete(migration_id)
         endings.switch_to_destination(migration_id)

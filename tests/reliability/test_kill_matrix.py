@@ -570,6 +570,7 @@ def test_flow_run_killed_while_frozen_then_cancelled_leaves_the_source_writable(
     expected = content(src)
     start(share_id)
     wait_mid_copy(share_id)
+    assert _writes_refused(src), stack.log_tail("worker", 80)
     kill_runs(share_id)
     assert _writes_refused(src), (
         f"the source took a write after its run was killed; frozen now: "

@@ -16,8 +16,7 @@ def _phase1(migration_id: str) -> None:
     life.begin(migration_id, None)
     life.reserve_destination(migration_id)
     life.choose_path(migration_id)
-    for batch in copy.host_plan(migration_id):
-        copy.host_copy_batch(migration_id, batch)
+    copy.host_copy_round(migration_id)
     assert copy.host_finish(migration_id)
 
 
@@ -39,12 +38,10 @@ def test_no_switch_while_an_entry_is_unverified(pools: dict[str, Path]) -> None:
 
     lift_dir(src)
     (src / "late.txt").write_bytes(b"written after phase 1")
-    batches = copy.host_plan(mig, final_sync=True)
-    assert batches
+    assert copy.host_plan(mig, final_sync=True)  # the walk found it: a batch to copy
     with pytest.raises(IncompleteCopyError, match="not verified"):
         copy.require_complete(mig)
-    for batch in batches:
-        copy.host_copy_batch(mig, batch, stoppable=False)
+    copy.host_copy_round(mig, final_sync=True, stoppable=False)
     assert copy.host_finish(mig, final_sync=True)
     copy.require_complete(mig)
     endings.switch_to_destination(mig)
