@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +34,15 @@ def localfs_pool(name: str, root: Path) -> PoolRef:
     return PoolRef(name=f"host@lfs#{name}", driver="localfs", url=root.as_uri())
 
 
+def btrfs_pool(name: str, root: Path) -> PoolRef:
+    root.mkdir(parents=True, exist_ok=True)
+    return PoolRef(name=f"host@btrfs#{name}", driver="btrfs", url=root.as_uri())
+
+
+def make_pool(driver: str, name: str, root: Path) -> PoolRef:
+    return btrfs_pool(name, root) if driver == "btrfs" else localfs_pool(name, root)
+
+
 def kit_script(name: str) -> Path:
     script = BENCH_KIT / name
     if not script.is_file():
@@ -54,3 +65,27 @@ def treecmp(a: Path, b: Path) -> str:
         check=False,
     )
     return "" if proc.returncode == 0 else proc.stdout[-3000:] + proc.stderr[-1000:]
+
+
+def _subvolumes(root: Path) -> Iterator[Path]:
+    """Subvolumes below `root`, not descending into them (the driver never nests its own)."""
+    for entry in os.scandir(root):
+        if entry.is_dir(follow_symlinks=False):
+            path = Path(entry.path)
+            if entry.inode() == 256:
+                yield path
+            else:
+                yield from _subvolumes(path)
+
+
+def remove_btrfs_pool(root: Path) -> None:
+    """Every subvolume a test left in its pool (snapshots are read-only), then the directories."""
+    if not root.is_dir():
+        return
+    for sub in list(_subvolumes(root)):
+        for cmd in (
+            ["property", "set", "-f", str(sub), "ro", "false"],
+            ["subvolume", "delete", str(sub)],
+        ):
+            subprocess.run(["btrfs", *cmd], check=False, capture_output=True)
+    shutil.rmtree(root.parent, ignore_errors=True)

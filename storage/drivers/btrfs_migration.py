@@ -1,0 +1,427 @@
+"""Driver-assisted migration between two btrfs pools.
+
+Same filesystem: phase 1 does nothing; the switchover renames the instance subvolume and each
+snapshot subvolume into the destination pool, O(1) whatever the size. Different filesystems:
+phase 1 sends the snapshot chain oldest first, each incrementally from its predecessor (so the
+destination keeps the snapshots and their shared extents), then a migration snapshot of the
+live subvolume while clients write. The switchover sets the source's `ro` property, takes a
+final snapshot, sends it incrementally (O(changed data)), and makes a writable snapshot of it
+the destination instance. A journal beside the source makes every hook idempotent.
+
+The `ro` property cannot revoke a descriptor opened for writing before it; the source's
+generation after the final send shows such writes, and the final send repeats for them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from storage.drivers import btrfs_cli, btrfs_send
+from storage.drivers.base import Compatibility, MigrationRef, PoolRef, StopCheck
+from storage.drivers.localfs_journal import (
+    journal_lock,
+    read_model,
+    remove_journal,
+    updating_model,
+    write_journal,
+)
+from storage.drivers.localfs_paths import pool_root, safe_child, snapshots_dir
+from storage.errors import InvalidInputError, InvalidStateError, NotFoundError, PermanentError
+from storage.progress import weighted_percent
+
+JOURNAL_DIR = ".migrations"
+PHASE1 = ".phase1"
+FINAL_SEND_PASSES = 3
+_PROGRESS_EVERY_S = 0.5
+
+
+class BtrfsJournal(BaseModel):
+    migration_id: str
+    mode: Literal["move", "send"]
+    state: Literal["started", "phase1_done", "frozen", "switching", "switched"] = "started"
+    snapshot_ids: list[str] = []
+    """Oldest first: the order of the send chain."""
+    dest_limit: int | None = None
+    """The qgroup limit of the caller's (empty) destination instance, for its replacement."""
+    dest_made: bool = False
+    """The switchover has made the destination instance (a crash after it must not redo it)."""
+    finals: int = 0
+    """Final snapshots taken (`.final-1`, ...); the last one is the frozen source."""
+    bytes_sent: int = 0
+    bytes_planned: int = 0
+    progress: int = 0
+    """High-water mark of the reported total_progress, so it never goes back."""
+
+
+@dataclass(frozen=True)
+class Sides:
+    src: Path
+    dst: Path
+    src_snaps: Path
+    dst_snaps: Path
+    src_work: Path
+    """The source's migration snapshots (`.phase1`, `.final-N`)."""
+    recv: Path
+    """Where the destination receives the chain before the switch."""
+    journal: Path
+
+
+def sides(source_root: Path, ref: MigrationRef) -> Sides:
+    dest_root = pool_root(ref.dest_pool)
+    work = safe_child(source_root / JOURNAL_DIR, ref.source_location)
+    return Sides(
+        src=safe_child(source_root, ref.source_location),
+        dst=safe_child(dest_root, ref.dest_location),
+        src_snaps=snapshots_dir(source_root, ref.source_location),
+        dst_snaps=snapshots_dir(dest_root, ref.dest_location),
+        src_work=work / f"{ref.migration_id}.snaps",
+        recv=safe_child(dest_root / JOURNAL_DIR, ref.dest_location) / f"{ref.migration_id}.recv",
+        journal=work / f"{ref.migration_id}.json",
+    )
+
+
+def check_compatibility(source_root: Path, source_location: str, dest: PoolRef) -> Compatibility:
+    if dest.driver != "btrfs":
+        return Compatibility(
+            False,
+            reason=f"destination pool {dest.name} uses the {dest.driver} driver; "
+            "btrfs moves data only between btrfs pools",
+        )
+    try:
+        dest_root = pool_root(dest)
+    except InvalidInputError as exc:
+        return Compatibility(False, reason=str(exc))
+    src = safe_child(source_root, source_location)
+    if not btrfs_cli.is_subvolume(src):
+        return Compatibility(False, reason=f"source instance subvolume {src} is missing")
+    dest_fs = btrfs_cli.filesystem_id(dest_root)
+    if dest_fs is None:
+        return Compatibility(False, reason=f"destination {dest_root} is not on btrfs")
+    same = dest_fs == btrfs_cli.filesystem_id(src)
+    return Compatibility(
+        True,
+        writable=True,
+        # The export path changes at the switchover (clients remount), as for localfs.
+        nondisruptive=False,
+        preserve_metadata=True,
+        preserve_snapshots=True,
+        reason="same filesystem: the switchover moves the subvolume and its snapshots"
+        if same
+        else "different filesystems: btrfs send/receive of the snapshot chain, source "
+        "writable, incremental final send at the switchover",
+    )
+
+
+def _chain_order(snaps: Path, ids: list[str]) -> list[str]:
+    return sorted(ids, key=lambda sid: btrfs_cli.subvolume_info(snaps / sid).created_generation)
+
+
+def _not_empty(path: Path) -> bool:
+    return path.is_dir() and any(os.scandir(path))
+
+
+def start(source_root: Path, ref: MigrationRef) -> None:
+    s = sides(source_root, ref)
+    if read_model(s.journal, BtrfsJournal) is not None:
+        return
+    if not btrfs_cli.is_subvolume(s.src):
+        raise NotFoundError(f"source instance subvolume {s.src} is missing")
+    on_disk = sorted(
+        p.name
+        for p in (s.src_snaps.iterdir() if s.src_snaps.is_dir() else [])
+        if btrfs_cli.is_subvolume(p)
+    )
+    missing = sorted(set(ref.snapshot_ids) - set(on_disk))
+    if missing:
+        raise NotFoundError(f"snapshot data missing beside {s.src}: {', '.join(missing)}")
+    if _not_empty(s.dst):
+        raise InvalidStateError(f"destination {s.dst} is not empty; refusing to merge into it")
+    if _not_empty(s.dst_snaps):
+        raise InvalidStateError(f"destination snapshot directory {s.dst_snaps} is not empty")
+    same = btrfs_cli.filesystem_id(s.dst.parent) == btrfs_cli.filesystem_id(s.src)
+    limit = btrfs_cli.qgroup_usage(s.dst).limit if btrfs_cli.is_subvolume(s.dst) else None
+    journal = BtrfsJournal(
+        migration_id=ref.migration_id,
+        mode="move" if same else "send",
+        snapshot_ids=_chain_order(s.src_snaps, on_disk),
+        dest_limit=limit,
+    )
+    with journal_lock(s.journal):
+        if read_model(s.journal, BtrfsJournal) is None:
+            write_journal(s.journal, journal)
+
+
+def _journal(s: Sides) -> BtrfsJournal:
+    journal = read_model(s.journal, BtrfsJournal)
+    if journal is None:
+        raise InvalidStateError(f"driver migration was not started (no journal at {s.journal})")
+    return journal
+
+
+class _Meter:
+    """Counts stream bytes into the journal, at most every `_PROGRESS_EVERY_S`."""
+
+    def __init__(self, journal_path: Path) -> None:
+        self.path, self.pending, self.last = journal_path, 0, time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        self.pending += n
+        if time.monotonic() - self.last >= _PROGRESS_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            with updating_model(self.path, BtrfsJournal) as j:
+                j.bytes_sent += self.pending
+            self.pending, self.last = 0, time.monotonic()
+
+
+def _send_chain(
+    s: Sides, chain: list[tuple[Path, Path | None]], what: str, should_stop: StopCheck | None
+) -> None:
+    meter = _Meter(s.journal)
+    try:
+        for snap, parent in chain:
+            step = f"{what}: sending {snap.name} to {s.recv}"
+            btrfs_send.send_receive(
+                snap, parent, s.recv, step, on_bytes=meter, should_stop=should_stop
+            )
+    finally:
+        meter.flush()
+
+
+def _planned_bytes(s: Sides, names: list[Path]) -> int:
+    """Estimated stream size: the first snapshot's data, then what each adds (exclusive)."""
+    btrfs_cli.sync(s.src)
+    sizes = [btrfs_cli.qgroup_usage(p) for p in names]
+    return sizes[0].referenced + sum(u.exclusive for u in sizes[1:]) if sizes else 0
+
+
+def continue_(source_root: Path, ref: MigrationRef, should_stop: StopCheck | None) -> bool:
+    s = sides(source_root, ref)
+    journal = _journal(s)
+    if journal.state != "started":
+        return True
+    if journal.mode == "send":
+        phase1 = s.src_work / PHASE1
+        if not btrfs_cli.is_subvolume(phase1):
+            btrfs_cli.snapshot(s.src, phase1, readonly=True)
+        names = [s.src_snaps / sid for sid in journal.snapshot_ids] + [phase1]
+        if not journal.bytes_planned:
+            planned = _planned_bytes(s, names)
+            with updating_model(s.journal, BtrfsJournal) as j:
+                j.bytes_planned = planned
+        chain = list(zip(names, [None, *names[:-1]], strict=True))
+        _send_chain(s, chain, "phase 1", should_stop)
+    with updating_model(s.journal, BtrfsJournal) as j:
+        if j.state == "started":
+            j.state = "phase1_done"
+    return True
+
+
+def _freeze(s: Sides) -> None:
+    if not btrfs_cli.subvolume_info(s.src).readonly:
+        btrfs_cli.set_readonly(s.src, True)
+
+
+def _final_sends(s: Sides, should_stop: StopCheck | None) -> int:
+    """Send final snapshots of the frozen source until one shows no late write; its number."""
+    journal = _journal(s)
+    n = max(journal.finals, 1)
+    while True:
+        final = s.src_work / f".final-{n}"
+        if not btrfs_cli.is_subvolume(final):
+            btrfs_cli.sync(s.src)
+            btrfs_cli.snapshot(s.src, final, readonly=True)
+        with updating_model(s.journal, BtrfsJournal) as j:
+            j.finals = n
+        parent = s.src_work / (PHASE1 if n == 1 else f".final-{n - 1}")
+        _send_chain(s, [(final, parent)], "switchover", should_stop)
+        btrfs_cli.sync(s.src)
+        # A write through a descriptor opened before the freeze moves the source on.
+        taken = btrfs_cli.subvolume_info(final).created_generation
+        if btrfs_cli.subvolume_info(s.src).generation <= taken:
+            return n
+        if n >= FINAL_SEND_PASSES:
+            raise PermanentError(
+                f"the source {s.src} kept changing after it was frozen ({n} final sends); "
+                "stop the writers (a process with an open file bypasses the ro property) "
+                "and retry"
+            )
+        n += 1
+
+
+def _switch_received(s: Sides, journal: BtrfsJournal, final: int) -> None:
+    s.dst_snaps.mkdir(parents=True, exist_ok=True)
+    for sid in journal.snapshot_ids:
+        if not btrfs_cli.is_subvolume(s.dst_snaps / sid):
+            os.rename(s.recv / sid, s.dst_snaps / sid)
+    if not _journal(s).dest_made:
+        _drop_empty_instance(s.dst)
+        btrfs_cli.snapshot(s.recv / f".final-{final}", s.dst, readonly=False)
+        with updating_model(s.journal, BtrfsJournal) as j:
+            j.dest_made = True
+    btrfs_cli.set_limit(s.dst, journal.dest_limit)
+    _remove_tree(s.recv)
+    _remove_tree(s.src_work)
+
+
+def _drop_empty_instance(path: Path) -> None:
+    if _not_empty(path):
+        raise InvalidStateError(f"destination {path} is not empty; refusing to replace it")
+    btrfs_cli.delete_subvolume(path)
+    if path.is_dir():
+        path.rmdir()
+
+
+def _switch_by_move(s: Sides, journal: BtrfsJournal) -> None:
+    if btrfs_cli.is_subvolume(s.src):
+        _drop_empty_instance(s.dst)
+        os.rename(s.src, s.dst)
+    elif not btrfs_cli.is_subvolume(s.dst):
+        raise PermanentError(f"instance data is neither at {s.src} nor at {s.dst}")
+    s.dst_snaps.mkdir(parents=True, exist_ok=True)
+    for sid in journal.snapshot_ids:
+        if btrfs_cli.is_subvolume(s.src_snaps / sid):
+            os.rename(s.src_snaps / sid, s.dst_snaps / sid)
+    if s.src_snaps.is_dir() and not any(os.scandir(s.src_snaps)):
+        s.src_snaps.rmdir()
+    if journal.dest_limit is not None:
+        btrfs_cli.set_limit(s.dst, journal.dest_limit)
+
+
+def complete(source_root: Path, ref: MigrationRef, should_stop: StopCheck | None) -> None:
+    s = sides(source_root, ref)
+    journal = _journal(s)
+    if journal.state == "switched":
+        return
+    if journal.state == "started":
+        raise InvalidStateError("phase 1 of the driver migration is not done yet")
+    foreign = (
+        sorted(set(os.listdir(s.dst_snaps)) - set(journal.snapshot_ids))
+        if s.dst_snaps.is_dir()
+        else []
+    )
+    if foreign:
+        raise InvalidStateError(
+            f"destination snapshot directory {s.dst_snaps} is not empty: {', '.join(foreign)}"
+        )
+    if journal.mode == "move":
+        with updating_model(s.journal, BtrfsJournal) as j:
+            j.state = "switching"
+        _switch_by_move(s, journal)
+    else:
+        _freeze(s)
+        with updating_model(s.journal, BtrfsJournal) as j:
+            j.state = "frozen" if j.state == "phase1_done" else j.state
+        final = _final_sends(s, should_stop)
+        with updating_model(s.journal, BtrfsJournal) as j:
+            j.state = "switching"
+        _switch_received(s, journal, final)
+    with updating_model(s.journal, BtrfsJournal) as j:
+        j.state, j.progress = "switched", 100
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete every subvolume directly below `path`, then `path` itself; absent is fine."""
+    if not path.is_dir():
+        return
+    for child in path.iterdir():
+        btrfs_cli.delete_subvolume(child)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _undo_move(s: Sides, journal: BtrfsJournal) -> None:
+    if not btrfs_cli.is_subvolume(s.src) and btrfs_cli.is_subvolume(s.dst):
+        os.rename(s.dst, s.src)
+    for sid in journal.snapshot_ids:
+        if btrfs_cli.is_subvolume(s.dst_snaps / sid):
+            s.src_snaps.mkdir(parents=True, exist_ok=True)
+            os.rename(s.dst_snaps / sid, s.src_snaps / sid)
+
+
+def _undo_send(s: Sides, journal: BtrfsJournal) -> None:
+    _remove_tree(s.recv)
+    _remove_tree(s.src_work)
+    for sid in journal.snapshot_ids:
+        btrfs_cli.delete_subvolume(s.dst_snaps / sid)
+    if journal.dest_made or (journal.state == "switching" and _not_empty(s.dst)):
+        btrfs_cli.delete_subvolume(s.dst)  # a half-made switch: the caller's instance was empty
+
+
+def cancel(source_root: Path, ref: MigrationRef) -> None:
+    """Undo what this migration created; idempotent. The caller stops phase 1 first."""
+    s = sides(source_root, ref)
+    if read_model(s.journal, BtrfsJournal) is None:
+        return
+    with journal_lock(s.journal):
+        journal = read_model(s.journal, BtrfsJournal)
+        if journal is None:
+            return
+        if journal.state == "switched":
+            raise InvalidStateError(
+                f"migration {ref.migration_id} already switched over; the data lives at {s.dst}"
+            )
+        if journal.mode == "move":
+            _undo_move(s, journal)
+        else:
+            _undo_send(s, journal)
+        if btrfs_cli.is_subvolume(s.src) and btrfs_cli.subvolume_info(s.src).readonly:
+            btrfs_cli.set_readonly(s.src, False)
+        if not btrfs_cli.is_subvolume(s.dst):
+            btrfs_cli.create_subvolume(s.dst)  # the caller's empty instance, as it was
+            if journal.dest_limit is not None:
+                btrfs_cli.set_limit(s.dst, journal.dest_limit)
+        if s.dst_snaps.is_dir() and not any(os.scandir(s.dst_snaps)):
+            s.dst_snaps.rmdir()
+        for leftover in (s.recv.parent, s.dst_snaps):
+            if leftover.is_dir() and not any(os.scandir(leftover)):
+                leftover.rmdir()
+    remove_journal(s.journal)
+
+
+def remove_leftovers(source_root: Path, location: str) -> None:
+    """`delete_instance`: migration snapshots and journals kept beside the instance."""
+    work = safe_child(source_root / JOURNAL_DIR, location)
+    if work.is_dir():
+        for child in work.iterdir():
+            if child.name.endswith(".snaps") or child.name.endswith(".recv"):
+                _remove_tree(child)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def progress(source_root: Path, ref: MigrationRef) -> dict[str, object]:
+    s = sides(source_root, ref)
+    if read_model(s.journal, BtrfsJournal) is None:
+        return {"total_progress": 0, "state": "not_started"}
+    with journal_lock(s.journal):
+        journal = read_model(s.journal, BtrfsJournal)
+        if journal is None:
+            return {"total_progress": 0, "state": "not_started"}
+        extras: dict[str, object] = {
+            "mode": journal.mode,
+            "state": journal.state,
+            "bytes_sent": journal.bytes_sent,
+            "bytes_planned": journal.bytes_planned,
+        }
+        if journal.state != "started":
+            now = 100
+        else:
+            # The estimate can fall short of the stream; stay below 100 until phase 1 ends.
+            now = weighted_percent(
+                bytes_done=journal.bytes_sent,
+                bytes_total=max(journal.bytes_planned, journal.bytes_sent),
+                entries_done=0,
+                entries_total=0,
+            )
+        if now > journal.progress:
+            journal.progress = now
+            write_journal(s.journal, journal)
+        return {"total_progress": journal.progress, **extras}
