@@ -84,8 +84,9 @@ class BtrfsDriver:
             btrfs_cli.set_readonly(path, False)
             btrfs_cli.delete_subvolume(path)
         snaps = snapshots_dir(self.root, location)
-        for sid in self.list_snapshots(location):
-            btrfs_cli.delete_subvolume(snaps / sid)
+        if snaps.is_dir():
+            for child in snaps.iterdir():
+                btrfs_cli.delete_subvolume(child)
         with contextlib.suppress(FileNotFoundError):
             snaps.rmdir()
         migration.remove_leftovers(self.root, location)
@@ -133,7 +134,12 @@ class BtrfsDriver:
         base = snapshots_dir(self.root, location)
         if not base.is_dir():
             return []
-        return sorted(p.name for p in base.iterdir() if btrfs_cli.is_subvolume(p))
+        # Read-only only: a receive still under way (a migration's) is writable until it ends.
+        return sorted(
+            p.name
+            for p in base.iterdir()
+            if btrfs_cli.is_subvolume(p) and btrfs_cli.subvolume_info(p).readonly
+        )
 
     def revert_to_snapshot(self, location: str, snapshot_id: str) -> None:
         """Manila's revert: the instance becomes a writable snapshot of the snapshot, in O(1)."""

@@ -184,14 +184,18 @@ class _Meter:
 
 
 def _send_chain(
-    s: Sides, chain: list[tuple[Path, Path | None]], what: str, should_stop: StopCheck | None
+    s: Sides,
+    chain: list[tuple[Path, Path | None, Path]],
+    what: str,
+    should_stop: StopCheck | None,
 ) -> None:
+    """Send each (snapshot, parent, into directory) in order; resumes past complete ones."""
     meter = _Meter(s.journal)
     try:
-        for snap, parent in chain:
-            step = f"{what}: sending {snap.name} to {s.recv}"
+        for snap, parent, into in chain:
+            step = f"{what}: sending {snap.name} to {into}"
             btrfs_send.send_receive(
-                snap, parent, s.recv, step, on_bytes=meter, should_stop=should_stop
+                snap, parent, into, step, on_bytes=meter, should_stop=should_stop
             )
     finally:
         meter.flush()
@@ -218,7 +222,12 @@ def continue_(source_root: Path, ref: MigrationRef, should_stop: StopCheck | Non
             planned = _planned_bytes(s, names)
             with updating_model(s.journal, BtrfsJournal) as j:
                 j.bytes_planned = planned
-        chain = list(zip(names, [None, *names[:-1]], strict=True))
+        # The snapshots are received where they will stay (a subvolume received read-only
+        # cannot be renamed into another directory); the migration snapshot beside them.
+        chain = [
+            (snap, parent, s.dst_snaps if snap != phase1 else s.recv)
+            for snap, parent in zip(names, [None, *names[:-1]], strict=True)
+        ]
         _send_chain(s, chain, "phase 1", should_stop)
     with updating_model(s.journal, BtrfsJournal) as j:
         if j.state == "started":
@@ -243,7 +252,7 @@ def _final_sends(s: Sides, should_stop: StopCheck | None) -> int:
         with updating_model(s.journal, BtrfsJournal) as j:
             j.finals = n
         parent = s.src_work / (PHASE1 if n == 1 else f".final-{n - 1}")
-        _send_chain(s, [(final, parent)], "switchover", should_stop)
+        _send_chain(s, [(final, parent, s.recv)], "switchover", should_stop)
         btrfs_cli.sync(s.src)
         # A write through a descriptor opened before the freeze moves the source on.
         taken = btrfs_cli.subvolume_info(final).created_generation
@@ -259,10 +268,6 @@ def _final_sends(s: Sides, should_stop: StopCheck | None) -> int:
 
 
 def _switch_received(s: Sides, journal: BtrfsJournal, final: int) -> None:
-    s.dst_snaps.mkdir(parents=True, exist_ok=True)
-    for sid in journal.snapshot_ids:
-        if not btrfs_cli.is_subvolume(s.dst_snaps / sid):
-            os.rename(s.recv / sid, s.dst_snaps / sid)
     if not _journal(s).dest_made:
         _drop_empty_instance(s.dst)
         btrfs_cli.snapshot(s.recv / f".final-{final}", s.dst, readonly=False)
@@ -271,6 +276,15 @@ def _switch_received(s: Sides, journal: BtrfsJournal, final: int) -> None:
     btrfs_cli.set_limit(s.dst, journal.dest_limit)
     _remove_tree(s.recv)
     _remove_tree(s.src_work)
+
+
+def _move_snapshot(src: Path, dst: Path) -> None:
+    """A read-only subvolume cannot change directory (its `..` is read-only): snapshot it to
+    the new place, O(1) and sharing every extent, then delete the old one. Idempotent."""
+    if btrfs_cli.is_subvolume(src):
+        if not btrfs_cli.is_subvolume(dst):
+            btrfs_cli.snapshot(src, dst, readonly=True)
+        btrfs_cli.delete_subvolume(src)
 
 
 def _drop_empty_instance(path: Path) -> None:
@@ -287,10 +301,8 @@ def _switch_by_move(s: Sides, journal: BtrfsJournal) -> None:
         os.rename(s.src, s.dst)
     elif not btrfs_cli.is_subvolume(s.dst):
         raise PermanentError(f"instance data is neither at {s.src} nor at {s.dst}")
-    s.dst_snaps.mkdir(parents=True, exist_ok=True)
     for sid in journal.snapshot_ids:
-        if btrfs_cli.is_subvolume(s.src_snaps / sid):
-            os.rename(s.src_snaps / sid, s.dst_snaps / sid)
+        _move_snapshot(s.src_snaps / sid, s.dst_snaps / sid)
     if s.src_snaps.is_dir() and not any(os.scandir(s.src_snaps)):
         s.src_snaps.rmdir()
     if journal.dest_limit is not None:
@@ -342,9 +354,7 @@ def _undo_move(s: Sides, journal: BtrfsJournal) -> None:
     if not btrfs_cli.is_subvolume(s.src) and btrfs_cli.is_subvolume(s.dst):
         os.rename(s.dst, s.src)
     for sid in journal.snapshot_ids:
-        if btrfs_cli.is_subvolume(s.dst_snaps / sid):
-            s.src_snaps.mkdir(parents=True, exist_ok=True)
-            os.rename(s.dst_snaps / sid, s.src_snaps / sid)
+        _move_snapshot(s.dst_snaps / sid, s.src_snaps / sid)
 
 
 def _undo_send(s: Sides, journal: BtrfsJournal) -> None:
