@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import struct
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -22,6 +23,10 @@ BTRFS_FIRST_FREE_OBJECTID = 256
 """The inode number of every subvolume's root directory."""
 # BTRFS_IOC_FS_INFO = _IOR(0x94, 31, struct btrfs_ioctl_fs_info_args), the struct is 1 KiB.
 _IOC_FS_INFO = (2 << 30) | (1024 << 16) | (0x94 << 8) | 31
+# BTRFS_IOC_SUBVOL_GETFLAGS / SETFLAGS = _IOR / _IOW(0x94, 25 / 26, __u64).
+_IOC_SUBVOL_GETFLAGS = (2 << 30) | (8 << 16) | (0x94 << 8) | 25
+_IOC_SUBVOL_SETFLAGS = (1 << 30) | (8 << 16) | (0x94 << 8) | 26
+_SUBVOL_RDONLY = 1 << 1
 _FULL_WORDS = ("No space left", "Disk quota exceeded")
 _BUSY_WORDS = ("Device or resource busy", "Resource temporarily unavailable")
 
@@ -129,6 +134,32 @@ def set_readonly(path: Path, readonly: bool) -> None:
     # for a subvolume that becomes a live share.
     args = ["property", "set", *([] if readonly else ["-f"]), str(path), "ro", value]
     run(args, f"setting ro={value} on {path}")
+
+
+def restore_root_times(received: Path, like: Path) -> None:
+    """Give a received subvolume's root directory the atime/mtime of the sent snapshot's.
+
+    `btrfs receive` creates new files under temporary names in the subvolume root and renames
+    them into place; an incremental stream carries no utimes for a root that did not change,
+    so the received root keeps the receive's own time. The flag is flipped with the ioctl, not
+    `btrfs property`, because the ioctl keeps the received UUID (later incremental sends find
+    their parent by it).
+    """
+    st = os.stat(like)
+    if os.stat(received).st_mtime_ns == st.st_mtime_ns:
+        return
+    fd = os.open(received, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        buf = bytearray(8)
+        fcntl.ioctl(fd, _IOC_SUBVOL_GETFLAGS, buf)
+        flags = struct.unpack("Q", buf)[0]
+        fcntl.ioctl(fd, _IOC_SUBVOL_SETFLAGS, struct.pack("Q", flags & ~_SUBVOL_RDONLY))
+        try:
+            os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+        finally:
+            fcntl.ioctl(fd, _IOC_SUBVOL_SETFLAGS, struct.pack("Q", flags))
+    finally:
+        os.close(fd)
 
 
 def sync(path: Path) -> None:

@@ -90,19 +90,21 @@ def send_receive(
                 while view:
                     view = view[os.write(into, view) :]
             except BrokenPipeError:
-                break  # the receiver died; its exit status and stderr say why
+                sender.kill()  # the receiver died (its exit status and stderr say why)
+                break
             sent += len(data)
             on_bytes(len(data))
         receiver.stdin.close()
         receiver.wait(timeout=btrfs_cli.COMMAND_TIMEOUT_S)
         sender.wait(timeout=btrfs_cli.COMMAND_TIMEOUT_S)
-        for name, proc in (("btrfs send", sender), ("btrfs receive", receiver)):
+        for name, proc in (("btrfs receive", receiver), ("btrfs send", sender)):
             if proc.returncode != 0:
                 assert proc.stderr is not None
                 message = proc.stderr.read().decode(errors="replace")
                 raise btrfs_cli.step_error(f"{step} ({name})", message or f"exit {proc.returncode}")
         if not received_complete(target):
             raise PermanentError(f"{step}: btrfs receive ended without a complete {target}")
+        btrfs_cli.restore_root_times(target, snapshot)
         ok = True
     except subprocess.TimeoutExpired:
         raise TransientError(f"{step}: btrfs send/receive did not exit") from None
