@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.drivers.registry import DRIVERS
+from storage.drivers.base import PoolRef
+from storage.drivers.registry import DRIVERS, driver_class
 from storage.errors import InvalidInputError, InventoryError
 from storage.hosts import parse_host
 from storage.models import Pool
@@ -88,7 +89,24 @@ def parse_inventory(text: str, source: str = "pools.yaml") -> Inventory:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise InventoryError(f"{source}: pool names must be unique; repeated: {', '.join(dupes)}")
+    refused = _refused_pools(inv, source, lines)
+    if refused:
+        raise InventoryError("\n".join(refused))
     return inv
+
+
+def _refused_pools(inv: Inventory, source: str, lines: dict[tuple[Any, ...], int]) -> list[str]:
+    """Pools whose driver says they cannot serve (a driver may declare a `check_pool`)."""
+    problems = []
+    for i, spec in enumerate(inv.pools):
+        check = getattr(driver_class(spec.driver), "check_pool", None)
+        if check is None:
+            continue
+        why = check(PoolRef(spec.name, spec.driver, spec.url, dict(spec.options)))
+        if why:
+            line = lines.get(("pools", i, "url"), lines.get(("pools", i), 1))
+            problems.append(f"{source}:{line}: pools[{i}].url: {spec.driver} pool refused: {why}")
+    return problems
 
 
 def load_inventory(path: Path) -> Inventory:

@@ -60,8 +60,8 @@ BTRFS_IMAGE_SIZE = "3G"
 """Sparse images; the quota tests write a little over 1 GiB (the smallest share) into one."""
 
 
-def _mount_btrfs(image: Path, where: Path) -> str:
-    """mkfs + loop mount + quotas on; "" on success, else why not."""
+def _mount_btrfs(image: Path, where: Path, *, quotas: bool = True) -> str:
+    """mkfs + loop mount (+ quotas on); "" on success, else why not."""
     if os.geteuid() != 0:
         return "btrfs pools need root (mkfs, loop mounts, qgroups)"
     if shutil.which("mkfs.btrfs") is None or shutil.which("btrfs") is None:
@@ -71,7 +71,7 @@ def _mount_btrfs(image: Path, where: Path) -> str:
         ["truncate", "-s", BTRFS_IMAGE_SIZE, str(image)],
         ["mkfs.btrfs", "-q", "-f", str(image)],
         ["mount", "-o", "loop", str(image), str(where)],
-        ["btrfs", "quota", "enable", str(where)],
+        *([["btrfs", "quota", "enable", str(where)]] if quotas else []),
     ]
     for cmd in steps:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -97,6 +97,20 @@ def btrfs_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
             subprocess.run(["umount", str(where)], capture_output=True, check=False)
         for image in base.glob("*.img"):
             image.unlink()
+
+
+@pytest.fixture(scope="session")
+def btrfs_without_quotas(
+    tmp_path_factory: pytest.TempPathFactory, btrfs_mounts: tuple[Path, Path]
+) -> Iterator[Path]:
+    """A third btrfs filesystem, with quotas left off (what a pool must refuse)."""
+    base = tmp_path_factory.mktemp("btrfs-noquota")
+    why = _mount_btrfs(base / "c.img", base / "c", quotas=False)
+    if why:
+        pytest.skip(f"no btrfs test filesystem: {why}")
+    yield base / "c"
+    subprocess.run(["umount", str(base / "c")], capture_output=True, check=False)
+    (base / "c.img").unlink()
 
 
 @pytest.fixture(
