@@ -8,6 +8,8 @@ is never mistaken for a snapshot.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import select
 import subprocess
@@ -19,6 +21,7 @@ from storage.drivers.base import StopCheck
 from storage.errors import CancelledError, PermanentError, TransientError
 
 CHUNK = 1 << 20
+_F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Python 3.10+ on Linux), spelled out for older ones
 STALL_TIMEOUT_S = 300.0
 _STOP_POLL_S = 0.5
 
@@ -67,6 +70,10 @@ def send_receive(
         stderr=subprocess.PIPE,
     )
     assert sender.stdout is not None and receiver.stdin is not None
+    for pipe in (sender.stdout, receiver.stdin):
+        # 1 MiB pipes instead of 64 KiB: a sixteenth of the reads, writes and stop polls.
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(pipe.fileno(), _F_SETPIPE_SZ, CHUNK)
     sent = 0
     ok = False
     try:
