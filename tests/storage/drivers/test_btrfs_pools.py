@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from storage import source_freeze
+from storage.drivers.base import PoolRef
 from storage.errors import FreezeUnavailableError, InventoryError
 from storage.inventory import parse_inventory
 
@@ -60,3 +61,28 @@ def test_a_read_only_pool_is_refused(btrfs_mounts: tuple[Path, Path], tmp_path: 
 
 def test_a_missing_pool_directory_is_refused(btrfs_mounts: tuple[Path, Path]) -> None:
     assert "is not a directory" in _refusal(btrfs_mounts[0] / "no-such-pool")
+
+
+def test_capacity_is_capped_at_the_filesystem_size(
+    btrfs_mounts: tuple[Path, Path], db_url: str
+) -> None:
+    """pools.yaml promises 5000 GiB; the 3 GiB filesystem is what the scheduler sees."""
+    from storage.db import session_scope, upgrade
+    from storage.drivers.btrfs import BtrfsDriver
+    from storage.drivers.registry import get_driver
+    from storage.inventory import sync_inventory
+    from storage.models import Pool
+
+    text = _yaml(btrfs_mounts[0]).replace("capacity_gb: 5", "capacity_gb: 5000")
+    upgrade(db_url)
+    with session_scope(db_url) as s:
+        sync_inventory(s, parse_inventory(text))
+        pool = s.get(Pool, "h@btrfs#a")
+        assert pool is not None
+        drv = get_driver(PoolRef(pool.name, pool.driver, pool.url))
+        assert isinstance(drv, BtrfsDriver)
+        size, free = drv.pool_space()
+        assert 0 < free <= size < 4 << 30
+        assert pool.capacity_gb == size >> 30
+        other = s.get(Pool, "h@lfs#ok")
+        assert other is not None and other.capacity_gb == 1
