@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from drivers_kit import PoolPair, kit_script, make_pool, remove_btrfs_pool
+from btrfs_kit import mount_btrfs, remove_btrfs_pool
+from drivers_kit import PoolPair, kit_script, make_pool
 
 
 def _mount_tmpfs() -> tuple[Path | None, str]:
@@ -56,30 +57,6 @@ def other_fs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     )
 
 
-BTRFS_IMAGE_SIZE = "3G"
-"""Sparse images; the quota tests write a little over 1 GiB (the smallest share) into one."""
-
-
-def _mount_btrfs(image: Path, where: Path, *, quotas: bool = True) -> str:
-    """mkfs + loop mount (+ quotas on); "" on success, else why not."""
-    if os.geteuid() != 0:
-        return "btrfs pools need root (mkfs, loop mounts, qgroups)"
-    if shutil.which("mkfs.btrfs") is None or shutil.which("btrfs") is None:
-        return "mkfs.btrfs/btrfs not found (apt-get install btrfs-progs)"
-    where.mkdir(parents=True, exist_ok=True)
-    steps = [
-        ["truncate", "-s", BTRFS_IMAGE_SIZE, str(image)],
-        ["mkfs.btrfs", "-q", "-f", str(image)],
-        ["mount", "-o", "loop", str(image), str(where)],
-        *([["btrfs", "quota", "enable", str(where)]] if quotas else []),
-    ]
-    for cmd in steps:
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            return f"`{' '.join(cmd)}` failed: {proc.stderr.strip() or proc.returncode}"
-    return ""
-
-
 @pytest.fixture(scope="session")
 def btrfs_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """Two separate loop-mounted btrfs filesystems with quotas enabled."""
@@ -87,7 +64,7 @@ def btrfs_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pat
     mounted: list[Path] = []
     try:
         for name in ("a", "b"):
-            why = _mount_btrfs(base / f"{name}.img", base / name)
+            why = mount_btrfs(base / f"{name}.img", base / name)
             if why:
                 pytest.skip(f"no btrfs test filesystems: {why}")
             mounted.append(base / name)
@@ -105,7 +82,7 @@ def btrfs_without_quotas(
 ) -> Iterator[Path]:
     """A third btrfs filesystem, with quotas left off (what a pool must refuse)."""
     base = tmp_path_factory.mktemp("btrfs-noquota")
-    why = _mount_btrfs(base / "c.img", base / "c", quotas=False)
+    why = mount_btrfs(base / "c.img", base / "c", quotas=False)
     if why:
         pytest.skip(f"no btrfs test filesystem: {why}")
     yield base / "c"

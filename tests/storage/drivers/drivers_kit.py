@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,27 +63,3 @@ def treecmp(a: Path, b: Path) -> str:
         check=False,
     )
     return "" if proc.returncode == 0 else proc.stdout[-3000:] + proc.stderr[-1000:]
-
-
-def _subvolumes(root: Path) -> Iterator[Path]:
-    """Subvolumes below `root`, not descending into them (the driver never nests its own)."""
-    for entry in os.scandir(root):
-        if entry.is_dir(follow_symlinks=False):
-            path = Path(entry.path)
-            if entry.inode() == 256:
-                yield path
-            else:
-                yield from _subvolumes(path)
-
-
-def remove_btrfs_pool(root: Path) -> None:
-    """Every subvolume a test left in its pool (snapshots are read-only), then the directories."""
-    if not root.is_dir():
-        return
-    for sub in list(_subvolumes(root)):
-        for cmd in (
-            ["property", "set", "-f", str(sub), "ro", "false"],
-            ["subvolume", "delete", str(sub)],
-        ):
-            subprocess.run(["btrfs", *cmd], check=False, capture_output=True)
-    shutil.rmtree(root.parent, ignore_errors=True)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from drivers_kit import btrfs_pool, clone_tree, remove_btrfs_pool, treecmp
+from btrfs_kit import remove_btrfs_pool
+from drivers_kit import btrfs_pool, clone_tree, treecmp
 
 from storage.drivers.base import MigrationRef, PoolRef
 from storage.drivers.btrfs import BtrfsDriver

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import fsspec
 import pytest
-from drivers_kit import btrfs_pool, localfs_pool, make_pool, remove_btrfs_pool
+from btrfs_kit import remove_btrfs_pool
+from drivers_kit import btrfs_pool, localfs_pool, make_pool
 
 from storage.drivers.base import PoolRef, ShareDriver
 from storage.drivers.registry import DRIVERS, driver_class, get_driver
