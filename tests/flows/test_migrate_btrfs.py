@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 from btrfs_kit import mount_btrfs, remove_btrfs_pool
-from conftest import gen_tree, migration_of, new_share, start_request, treecmp, wait_task_state
+from conftest import (
+    POOL_B,
+    gen_tree,
+    migration_of,
+    new_share,
+    start_request,
+    treecmp,
+    wait_task_state,
+)
 
 pytestmark = pytest.mark.usefixtures("service_env")
 
@@ -105,4 +113,32 @@ def test_btrfs_share_with_snapshots_migrates_across_filesystems(
     for snap_id, ref in refs:
         result = treecmp(ref, dest_root / ".snapshots" / location / snap_id)
         assert result.returncode == 0, result.stdout[-2000:]
+    assert not share.path.exists()
+
+
+@pytest.mark.parametrize(
+    ("source", "dest"),
+    [(POOL_BTRFS_A, POOL_B), (POOL_B, POOL_BTRFS_B)],
+    ids=["to-localfs", "from-localfs"],
+)
+def test_host_assisted_between_btrfs_and_localfs(
+    btrfs_pools: tuple[Path, Path], small_reference: Path, source: str, dest: str
+) -> None:
+    """Not the driver's path (the other pool is localfs): the mover copies, verified."""
+    from flows import control
+    from storage.db import session_scope
+    from storage.pools import driver_for
+
+    share = new_share(source)
+    subprocess.run(["cp", "-a", "--", f"{small_reference}/.", str(share.path)], check=True)
+    control.start_migration(share.share_id, start_request(dest))
+    wait_task_state(share.share_id, "data_copying_completed", timeout=180)
+    assert migration_of(share.share_id).mechanism == "host"
+    control.complete_migration(share.share_id, reason="mover")
+    row = wait_task_state(share.share_id, "migration_success", timeout=180)
+    assert row["host"] == dest
+    with session_scope() as s:
+        moved = Path(driver_for(s, dest).instance_url(row["instances"][0][3]))
+    result = treecmp(small_reference, moved)
+    assert result.returncode == 0, result.stdout[-2000:]
     assert not share.path.exists()
