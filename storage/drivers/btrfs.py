@@ -80,9 +80,8 @@ class BtrfsDriver:
 
     def delete_instance(self, location: str) -> None:
         path = self.instance_path(location)
-        if btrfs_cli.is_subvolume(path):
-            btrfs_cli.set_readonly(path, False)
-            btrfs_cli.delete_subvolume(path)
+        self.lift_freeze(location)
+        btrfs_cli.delete_subvolume(path)
         snaps = snapshots_dir(self.root, location)
         if snaps.is_dir():
             for child in snaps.iterdir():

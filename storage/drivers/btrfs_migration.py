@@ -14,6 +14,8 @@ generation after the final send shows such writes, and the final send repeats fo
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import shutil
 import time
@@ -278,6 +280,24 @@ def _switch_received(s: Sides, journal: BtrfsJournal, final: int) -> None:
     _remove_tree(s.src_work)
 
 
+def _move_snapshots(src: Path, dst: Path, ids: list[str]) -> None:
+    """Move the snapshot directory in one rename where both pools share a subvolume (the
+    snapshots inside come along); else each snapshot on its own (`_move_snapshot`)."""
+    whole = src.is_dir() and set(os.listdir(src)) <= set(ids)  # nothing foreign comes along
+    if whole and not (dst.exists() and any(os.scandir(dst))):
+        with contextlib.suppress(FileNotFoundError):
+            dst.rmdir()
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(src, dst)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+    for sid in ids:
+        _move_snapshot(src / sid, dst / sid)
+
+
 def _move_snapshot(src: Path, dst: Path) -> None:
     """A read-only subvolume cannot change directory (its `..` is read-only): snapshot it to
     the new place, O(1) and sharing every extent, then delete the old one. Idempotent."""
@@ -301,8 +321,7 @@ def _switch_by_move(s: Sides, journal: BtrfsJournal) -> None:
         os.rename(s.src, s.dst)
     elif not btrfs_cli.is_subvolume(s.dst):
         raise PermanentError(f"instance data is neither at {s.src} nor at {s.dst}")
-    for sid in journal.snapshot_ids:
-        _move_snapshot(s.src_snaps / sid, s.dst_snaps / sid)
+    _move_snapshots(s.src_snaps, s.dst_snaps, journal.snapshot_ids)
     if s.src_snaps.is_dir() and not any(os.scandir(s.src_snaps)):
         s.src_snaps.rmdir()
     if journal.dest_limit is not None:
@@ -353,8 +372,7 @@ def _remove_tree(path: Path) -> None:
 def _undo_move(s: Sides, journal: BtrfsJournal) -> None:
     if not btrfs_cli.is_subvolume(s.src) and btrfs_cli.is_subvolume(s.dst):
         os.rename(s.dst, s.src)
-    for sid in journal.snapshot_ids:
-        _move_snapshot(s.dst_snaps / sid, s.src_snaps / sid)
+    _move_snapshots(s.dst_snaps, s.src_snaps, journal.snapshot_ids)
 
 
 def _undo_send(s: Sides, journal: BtrfsJournal) -> None:
