@@ -14,19 +14,29 @@ generation after the final send shows such writes, and the final send repeats fo
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel
 
 from storage.drivers import btrfs_cli, btrfs_send
 from storage.drivers.base import Compatibility, MigrationRef, PoolRef, StopCheck
+from storage.drivers.btrfs_journal import (
+    JOURNAL_DIR,
+    PHASE1,
+    BtrfsJournal,
+    Sides,
+    journal_of,
+    sides,
+)
+from storage.drivers.btrfs_switch import (
+    not_empty,
+    remove_tree,
+    switch_by_move,
+    switch_received,
+    undo_move,
+    undo_send,
+)
 from storage.drivers.localfs_journal import (
     journal_lock,
     read_model,
@@ -34,59 +44,12 @@ from storage.drivers.localfs_journal import (
     updating_model,
     write_journal,
 )
-from storage.drivers.localfs_paths import pool_root, safe_child, snapshots_dir
+from storage.drivers.localfs_paths import pool_root, safe_child
 from storage.errors import InvalidInputError, InvalidStateError, NotFoundError, PermanentError
 from storage.progress import weighted_percent
 
-JOURNAL_DIR = ".migrations"
-PHASE1 = ".phase1"
 FINAL_SEND_PASSES = 3
 _PROGRESS_EVERY_S = 0.5
-
-
-class BtrfsJournal(BaseModel):
-    migration_id: str
-    mode: Literal["move", "send"]
-    state: Literal["started", "phase1_done", "frozen", "switching", "switched"] = "started"
-    snapshot_ids: list[str] = []
-    """Oldest first: the order of the send chain."""
-    dest_limit: int | None = None
-    """The qgroup limit of the caller's (empty) destination instance, for its replacement."""
-    dest_made: bool = False
-    """The switchover has made the destination instance (a crash after it must not redo it)."""
-    finals: int = 0
-    """Final snapshots taken (`.final-1`, ...); the last one is the frozen source."""
-    bytes_sent: int = 0
-    bytes_planned: int = 0
-    progress: int = 0
-    """High-water mark of the reported total_progress, so it never goes back."""
-
-
-@dataclass(frozen=True)
-class Sides:
-    src: Path
-    dst: Path
-    src_snaps: Path
-    dst_snaps: Path
-    src_work: Path
-    """The source's migration snapshots (`.phase1`, `.final-N`)."""
-    recv: Path
-    """Where the destination receives the chain before the switch."""
-    journal: Path
-
-
-def sides(source_root: Path, ref: MigrationRef) -> Sides:
-    dest_root = pool_root(ref.dest_pool)
-    work = safe_child(source_root / JOURNAL_DIR, ref.source_location)
-    return Sides(
-        src=safe_child(source_root, ref.source_location),
-        dst=safe_child(dest_root, ref.dest_location),
-        src_snaps=snapshots_dir(source_root, ref.source_location),
-        dst_snaps=snapshots_dir(dest_root, ref.dest_location),
-        src_work=work / f"{ref.migration_id}.snaps",
-        recv=safe_child(dest_root / JOURNAL_DIR, ref.dest_location) / f"{ref.migration_id}.recv",
-        journal=work / f"{ref.migration_id}.json",
-    )
 
 
 def check_compatibility(source_root: Path, source_location: str, dest: PoolRef) -> Compatibility:
@@ -125,10 +88,6 @@ def _chain_order(snaps: Path, ids: list[str]) -> list[str]:
     return sorted(ids, key=lambda sid: btrfs_cli.subvolume_info(snaps / sid).created_generation)
 
 
-def _not_empty(path: Path) -> bool:
-    return path.is_dir() and any(os.scandir(path))
-
-
 def start(source_root: Path, ref: MigrationRef) -> None:
     s = sides(source_root, ref)
     if read_model(s.journal, BtrfsJournal) is not None:
@@ -143,9 +102,9 @@ def start(source_root: Path, ref: MigrationRef) -> None:
     missing = sorted(set(ref.snapshot_ids) - set(on_disk))
     if missing:
         raise NotFoundError(f"snapshot data missing beside {s.src}: {', '.join(missing)}")
-    if _not_empty(s.dst):
+    if not_empty(s.dst):
         raise InvalidStateError(f"destination {s.dst} is not empty; refusing to merge into it")
-    if _not_empty(s.dst_snaps):
+    if not_empty(s.dst_snaps):
         raise InvalidStateError(f"destination snapshot directory {s.dst_snaps} is not empty")
     same = btrfs_cli.filesystem_id(s.dst.parent) == btrfs_cli.filesystem_id(s.src)
     limit = btrfs_cli.qgroup_usage(s.dst).limit if btrfs_cli.is_subvolume(s.dst) else None
@@ -158,13 +117,6 @@ def start(source_root: Path, ref: MigrationRef) -> None:
     with journal_lock(s.journal):
         if read_model(s.journal, BtrfsJournal) is None:
             write_journal(s.journal, journal)
-
-
-def _journal(s: Sides) -> BtrfsJournal:
-    journal = read_model(s.journal, BtrfsJournal)
-    if journal is None:
-        raise InvalidStateError(f"driver migration was not started (no journal at {s.journal})")
-    return journal
 
 
 class _Meter:
@@ -212,7 +164,7 @@ def _planned_bytes(s: Sides, names: list[Path]) -> int:
 
 def continue_(source_root: Path, ref: MigrationRef, should_stop: StopCheck | None) -> bool:
     s = sides(source_root, ref)
-    journal = _journal(s)
+    journal = journal_of(s)
     if journal.state != "started":
         return True
     if journal.mode == "send":
@@ -244,7 +196,7 @@ def _freeze(s: Sides) -> None:
 
 def _final_sends(s: Sides, should_stop: StopCheck | None) -> int:
     """Send final snapshots of the frozen source until one shows no late write; its number."""
-    journal = _journal(s)
+    journal = journal_of(s)
     n = max(journal.finals, 1)
     while True:
         final = s.src_work / f".final-{n}"
@@ -269,68 +221,9 @@ def _final_sends(s: Sides, should_stop: StopCheck | None) -> int:
         n += 1
 
 
-def _switch_received(s: Sides, journal: BtrfsJournal, final: int) -> None:
-    if not _journal(s).dest_made:
-        _drop_empty_instance(s.dst)
-        btrfs_cli.snapshot(s.recv / f".final-{final}", s.dst, readonly=False)
-        with updating_model(s.journal, BtrfsJournal) as j:
-            j.dest_made = True
-    btrfs_cli.set_limit(s.dst, journal.dest_limit)
-    _remove_tree(s.recv)
-    _remove_tree(s.src_work)
-
-
-def _move_snapshots(src: Path, dst: Path, ids: list[str]) -> None:
-    """Move the snapshot directory in one rename where both pools share a subvolume (the
-    snapshots inside come along); else each snapshot on its own (`_move_snapshot`)."""
-    whole = src.is_dir() and set(os.listdir(src)) <= set(ids)  # nothing foreign comes along
-    if whole and not (dst.exists() and any(os.scandir(dst))):
-        with contextlib.suppress(FileNotFoundError):
-            dst.rmdir()
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(src, dst)
-            return
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-    for sid in ids:
-        _move_snapshot(src / sid, dst / sid)
-
-
-def _move_snapshot(src: Path, dst: Path) -> None:
-    """A read-only subvolume cannot change directory (its `..` is read-only): snapshot it to
-    the new place, O(1) and sharing every extent, then delete the old one. Idempotent."""
-    if btrfs_cli.is_subvolume(src):
-        if not btrfs_cli.is_subvolume(dst):
-            btrfs_cli.snapshot(src, dst, readonly=True)
-        btrfs_cli.delete_subvolume(src)
-
-
-def _drop_empty_instance(path: Path) -> None:
-    if _not_empty(path):
-        raise InvalidStateError(f"destination {path} is not empty; refusing to replace it")
-    btrfs_cli.delete_subvolume(path)
-    if path.is_dir():
-        path.rmdir()
-
-
-def _switch_by_move(s: Sides, journal: BtrfsJournal) -> None:
-    if btrfs_cli.is_subvolume(s.src):
-        _drop_empty_instance(s.dst)
-        os.rename(s.src, s.dst)
-    elif not btrfs_cli.is_subvolume(s.dst):
-        raise PermanentError(f"instance data is neither at {s.src} nor at {s.dst}")
-    _move_snapshots(s.src_snaps, s.dst_snaps, journal.snapshot_ids)
-    if s.src_snaps.is_dir() and not any(os.scandir(s.src_snaps)):
-        s.src_snaps.rmdir()
-    if journal.dest_limit is not None:
-        btrfs_cli.set_limit(s.dst, journal.dest_limit)
-
-
 def complete(source_root: Path, ref: MigrationRef, should_stop: StopCheck | None) -> None:
     s = sides(source_root, ref)
-    journal = _journal(s)
+    journal = journal_of(s)
     if journal.state == "switched":
         return
     if journal.state == "started":
@@ -347,7 +240,7 @@ def complete(source_root: Path, ref: MigrationRef, should_stop: StopCheck | None
     if journal.mode == "move":
         with updating_model(s.journal, BtrfsJournal) as j:
             j.state = "switching"
-        _switch_by_move(s, journal)
+        switch_by_move(s, journal)
     else:
         _freeze(s)
         with updating_model(s.journal, BtrfsJournal) as j:
@@ -355,33 +248,9 @@ def complete(source_root: Path, ref: MigrationRef, should_stop: StopCheck | None
         final = _final_sends(s, should_stop)
         with updating_model(s.journal, BtrfsJournal) as j:
             j.state = "switching"
-        _switch_received(s, journal, final)
+        switch_received(s, journal, final)
     with updating_model(s.journal, BtrfsJournal) as j:
         j.state, j.progress = "switched", 100
-
-
-def _remove_tree(path: Path) -> None:
-    """Delete every subvolume directly below `path`, then `path` itself; absent is fine."""
-    if not path.is_dir():
-        return
-    for child in path.iterdir():
-        btrfs_cli.delete_subvolume(child)
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _undo_move(s: Sides, journal: BtrfsJournal) -> None:
-    if not btrfs_cli.is_subvolume(s.src) and btrfs_cli.is_subvolume(s.dst):
-        os.rename(s.dst, s.src)
-    _move_snapshots(s.dst_snaps, s.src_snaps, journal.snapshot_ids)
-
-
-def _undo_send(s: Sides, journal: BtrfsJournal) -> None:
-    _remove_tree(s.recv)
-    _remove_tree(s.src_work)
-    for sid in journal.snapshot_ids:
-        btrfs_cli.delete_subvolume(s.dst_snaps / sid)
-    if journal.dest_made or (journal.state == "switching" and _not_empty(s.dst)):
-        btrfs_cli.delete_subvolume(s.dst)  # a half-made switch: the caller's instance was empty
 
 
 def cancel(source_root: Path, ref: MigrationRef) -> None:
@@ -398,9 +267,9 @@ def cancel(source_root: Path, ref: MigrationRef) -> None:
                 f"migration {ref.migration_id} already switched over; the data lives at {s.dst}"
             )
         if journal.mode == "move":
-            _undo_move(s, journal)
+            undo_move(s, journal)
         else:
-            _undo_send(s, journal)
+            undo_send(s, journal)
         if btrfs_cli.is_subvolume(s.src) and btrfs_cli.subvolume_info(s.src).readonly:
             btrfs_cli.set_readonly(s.src, False)
         if not btrfs_cli.is_subvolume(s.dst):
@@ -421,7 +290,7 @@ def remove_leftovers(source_root: Path, location: str) -> None:
     if work.is_dir():
         for child in work.iterdir():
             if child.name.endswith(".snaps") or child.name.endswith(".recv"):
-                _remove_tree(child)
+                remove_tree(child)
         shutil.rmtree(work, ignore_errors=True)
 
 
