@@ -6,17 +6,20 @@ Runs on two loop-mounted btrfs filesystems (`btrfs_mounts`); skips where they ca
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
 from btrfs_kit import remove_btrfs_pool
 from drivers_kit import btrfs_pool, clone_tree, treecmp
+from prefect_service import wait_for
 
 from storage.drivers.base import MigrationRef, PoolRef
 from storage.drivers.btrfs import BtrfsDriver
@@ -318,3 +321,72 @@ def test_revert_to_snapshot_restores_its_data_and_keeps_the_size(pair: Pair) -> 
     assert not (data / "new").exists()
     exc = _write_until_full(data / "big.bin", 1 << 30)
     assert exc is not None and exc.errno == errno.EDQUOT
+
+
+_PHASE1_CHILD = """
+import json, pathlib, sys, threading
+from storage.drivers.base import MigrationRef, PoolRef
+from storage.drivers.registry import get_driver
+a = json.loads(sys.argv[1])
+ref = MigrationRef(a["mid"], a["src"], PoolRef(**a["dest"]), a["dst"], tuple(a["snaps"]))
+polls = 0
+def stall_mid_stream():
+    global polls
+    polls += 1
+    if polls == 10:  # inside the first (full) stream: say so, then hang until killed
+        pathlib.Path(a["marker"]).touch()
+        threading.Event().wait()
+    return False
+get_driver(PoolRef(**a["source"])).migration_continue(ref, should_stop=stall_mid_stream)
+"""
+
+
+def _receivers_into(directory: Path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if cmd[:2] == [b"btrfs", b"receive"] and os.fsencode(directory) in cmd:
+            found.append(int(proc.name))
+    return found
+
+
+def test_kill_9_mid_send_then_a_rerun_resumes_and_never_lists_a_half_snapshot(
+    pair: Pair, tmp_path: Path
+) -> None:
+    clones = _share_with_snapshots(pair, tmp_path / "refs")
+    pair.dest.create_instance(DST)
+    ref = pair.ref()
+    pair.source.migration_start(ref)
+    marker = tmp_path / "mid-stream"
+    args = {
+        "mid": ref.migration_id,
+        "src": SRC,
+        "dst": DST,
+        "snaps": list(SNAPS),
+        "source": asdict(pair.source.pool),
+        "dest": asdict(pair.dest.pool),
+        "marker": str(marker),
+    }
+    child = subprocess.Popen([sys.executable, "-c", _PHASE1_CHILD, json.dumps(args)])
+    try:
+        wait_for(lambda: marker.exists() or child.poll() is not None, timeout=120, what="send")
+        assert child.poll() is None, "phase 1 ended before it was killed"
+    finally:
+        child.kill()  # SIGKILL: no cleanup of its own runs
+        child.wait()
+    snaps_dir = pair.dst_root / ".snapshots" / DST
+    # Its btrfs send/receive lose their pipe and exit; the receive leaves half a subvolume.
+    wait_for(lambda: not _receivers_into(snaps_dir), timeout=60, what="the orphaned receive")
+    assert (snaps_dir / "snap-1").is_dir()
+    assert pair.dest.list_snapshots(DST) == []  # half-received: never listed as a snapshot
+    # Recovery runs phase 1 again: the half subvolume is replaced, the chain completes.
+    assert pair.source.migration_continue(ref) is True
+    pair.source.migration_complete(ref)
+    assert pair.dest.list_snapshots(DST) == list(SNAPS)
+    for sid, clone in zip(SNAPS, clones, strict=True):
+        assert treecmp(clone, snaps_dir / sid) == "", sid
