@@ -175,7 +175,7 @@ def _run(stack: Stack) -> int:
             stack.start(prepare_database, lambda: apply_deployments(work_pool=stack.opts.work_pool))
             ep = stack.endpoints(*_tokens(stack.opts.home, stack.opts.project))
             _banner(ep, stack, stack.publish(ep))
-            _recover(running_are_dead=True)
+            _recover()
         except (StartupError, SharemigError) as exc:
             err_console.print(f"[red]error:[/red] {exc}")
             return 1
@@ -191,12 +191,12 @@ def _run(stack: Stack) -> int:
         console.print("stopped")
 
 
-def _recover(*, running_are_dead: bool) -> None:
+def _recover() -> None:
     """Resume or cancel migrations whose flow run died (see flows.recovery); never fatal to up."""
     from flows.recovery import recover_migrations
 
     try:
-        recovered = recover_migrations(running_are_dead=running_are_dead)
+        recovered = recover_migrations()
     except Exception as exc:  # a recovery pass must not take the service down
         err_console.print(f"[yellow]warning:[/yellow] migration recovery pass failed: {exc}")
         return
@@ -217,7 +217,7 @@ def _watch(stack: Stack) -> int:
     next_recovery = time.monotonic() + RECOVERY_INTERVAL_S
     while True:
         if time.monotonic() >= next_recovery:
-            _recover(running_are_dead=False)
+            _recover()
             next_recovery = time.monotonic() + RECOVERY_INTERVAL_S
         dead = stack.dead_child()
         if dead is not None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from uuid import UUID
 
+from storage import migration_endings as endings
 from storage import migration_lifecycle as lifecycle
 from storage.db import session_scope
 from storage.errors import TransientError
@@ -97,7 +98,7 @@ def start_migration(
     try:
         run_id = create_run(migration_id, "start")
     except TransientError as exc:
-        lifecycle.abort(migration_id, "migration_error", str(exc))
+        endings.abort(migration_id, "migration_error", str(exc))
         raise
     lifecycle.record_flow_run(migration_id, run_id)
     return StartOutcome(migration_id, run_id, noop=False)
@@ -117,7 +118,7 @@ def _deliver(migration_id: str, approve: bool, reason: str) -> None:
     run_id = lifecycle.status(migration_id).flow_run_id
     if run_id is None:
         if not approve:
-            lifecycle.abort(migration_id, "migration_cancelled", reason)
+            endings.abort(migration_id, "migration_cancelled", reason)
         return
     deadline = time.monotonic() + DELIVERY_WAIT_S
     while True:
@@ -163,7 +164,7 @@ def _finish_without_run(
 
             with get_client(sync_client=True) as client:
                 client.set_flow_run_state(UUID(run_id), Cancelled(message=reason), force=True)
-        lifecycle.abort(migration_id, "migration_cancelled", reason)
+        endings.abort(migration_id, "migration_cancelled", reason)
         return
     new_run = create_run(migration_id, f"resume-{run_id}")
     lifecycle.record_flow_run(migration_id, new_run)

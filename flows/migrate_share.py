@@ -20,8 +20,11 @@ from prefect.states import Cancelled, Failed
 
 from flows.copy_phase import ProgressArtifact, copy_until_verified
 from flows.switchover import switchover
+from storage import migration_endings as endings
 from storage import migration_lifecycle as lifecycle
-from storage.errors import CancelledError, InvalidStateError
+from storage.errors import CancelledError, InvalidStateError, LeaseLostError
+from storage.migration_lease import HeldLease, held
+from storage.migration_lifecycle import MigrationStatus
 from storage.settings import get_settings
 from tasks import migration_steps as steps
 
@@ -36,23 +39,24 @@ class Approval(RunInput):
     reason: str = ""
 
 
-def _stop_if_cancel_requested(migration_id: str) -> None:
+def _stop_if_cancel_requested(migration_id: str, lease: HeldLease) -> None:
+    lease.check()
     if lifecycle.pending_request(migration_id) == "cancel":
         raise CancelledError(f"migration {migration_id}: cancel requested")
 
 
-def _phase1(migration_id: str) -> str:
+def _phase1(migration_id: str, lease: HeldLease) -> str:
     """Reserve the destination, choose the mechanism, move the data. Returns the mechanism."""
     steps.reserve_destination(migration_id)
-    _stop_if_cancel_requested(migration_id)
+    _stop_if_cancel_requested(migration_id, lease)
     mechanism = steps.choose_mechanism(migration_id)
-    _stop_if_cancel_requested(migration_id)
+    _stop_if_cancel_requested(migration_id, lease)
     artifact = ProgressArtifact(migration_id, "phase 1")
     if mechanism == "driver":
         steps.driver_start(migration_id)
         while not steps.driver_continue(migration_id):
             artifact.update(lifecycle.status(migration_id))
-            _stop_if_cancel_requested(migration_id)
+            _stop_if_cancel_requested(migration_id, lease)
             time.sleep(DRIVER_POLL_S)
         artifact.update(lifecycle.status(migration_id))
     else:
@@ -109,9 +113,7 @@ def _cancelled_in_prefect(flow: Any, flow_run: Any, state: Any) -> None:
         return
     # Switched over already: the run finishing (or a retry) completes it instead.
     with contextlib.suppress(InvalidStateError):
-        lifecycle.abort(
-            migration_id, "migration_cancelled", "the flow run was cancelled in Prefect"
-        )
+        endings.abort(migration_id, "migration_cancelled", "the flow run was cancelled in Prefect")
 
 
 @flow(
@@ -133,17 +135,12 @@ def migrate_share(migration_id: str, approval_deadline_passed: bool = False) -> 
     if approval_deadline_passed and not current.phase1_done:
         return "not waiting for approval; nothing to do at the deadline"
     try:
-        _stop_if_cancel_requested(migration_id)
-        mechanism = current.mechanism
-        if not current.phase1_done or mechanism is None:
-            mechanism = _phase1(migration_id)
-        log.info("migration %s: phase 1 done (%s); waiting for approval", migration_id, mechanism)
-        if _await_decision(migration_id, approval_deadline_passed) != "complete":
-            raise CancelledError(f"migration {migration_id} was rejected")
-        failure = switchover(migration_id, mechanism)
-        if failure is None:
-            return "migration_success"
-        return _wait_again(migration_id, failure)
+        # Held while this process works; a suspend exits the block and releases it.
+        with held(migration_id, str(runtime.flow_run.get_id())) as lease:
+            return _work(migration_id, current, approval_deadline_passed, lease)
+    except LeaseLostError as exc:
+        log.error("%s", exc)  # the run that took over owns the migration: touch nothing
+        return Failed(message=str(exc))
     except CancelledError:
         reason = _why_cancelled(migration_id)
         steps.abort(migration_id, "migration_cancelled", reason)
@@ -156,6 +153,24 @@ def migrate_share(migration_id: str, approval_deadline_passed: bool = False) -> 
         except InvalidStateError:
             lifecycle.record_failure(migration_id, reason)
         return Failed(message=f"migration_error: {reason}")
+
+
+def _work(
+    migration_id: str, current: MigrationStatus, deadline_passed: bool, lease: HeldLease
+) -> str:
+    log = get_run_logger()
+    _stop_if_cancel_requested(migration_id, lease)
+    mechanism = current.mechanism
+    if not current.phase1_done or mechanism is None:
+        mechanism = _phase1(migration_id, lease)
+    log.info("migration %s: phase 1 done (%s); waiting for approval", migration_id, mechanism)
+    if _await_decision(migration_id, deadline_passed) != "complete":
+        raise CancelledError(f"migration {migration_id} was rejected")
+    lease.check()
+    failure = switchover(migration_id, mechanism)
+    if failure is None:
+        return "migration_success"
+    return _wait_again(migration_id, failure)
 
 
 def _wait_again(migration_id: str, failure: str) -> str:

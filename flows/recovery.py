@@ -7,35 +7,34 @@ finds such migrations from the database (`storage.migration_recovery` decides wh
 and either starts a new run, which re-enters the flow and skips finished work through the
 manifest and the migration row, or aborts the migration with the source intact.
 
-Call it when the orchestration starts (`running_are_dead=True` when this host's worker was
-the only one and has just been restarted: a run still marked Running whose process is not
-alive on this host is a corpse; one whose process outlived its worker is left to finish), and
-whenever an operator asks (`sharemig` / the API can cancel a recovered migration as usual).
+Call it when the orchestration starts and every so often (`sharemig up` does both), on any
+host: liveness is the migration's lease in the database (`storage.migration_lease`), so a
+live run on another host, or one that outlived its worker, is never taken for a corpse.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from flows.control import create_run
+from storage import migration_endings as endings
 from storage import migration_lifecycle as lifecycle
 from storage.errors import InvalidStateError
 from storage.migration_freeze import lift_stale_freezes
+from storage.migration_lease import lease_ttl
 from storage.migration_recovery import (
     RUN_CREATION_GRACE,
     UnfinishedMigration,
     recovery_action,
+    run_is_orphaned,
     unfinished_migrations,
 )
 
 log = logging.getLogger(__name__)
-
-_ORPHANABLE = frozenset({"RUNNING", "PENDING", "CANCELLING"})
 
 
 @dataclass(frozen=True)
@@ -47,38 +46,19 @@ class Recovered:
     new_flow_run_id: str | None = None
 
 
-def _run_state(client: Any, run_id: str | None) -> str | None:
+def _run_state(client: Any, run_id: str | None) -> tuple[str | None, datetime | None]:
+    """The run's Prefect state type and since when; (None, None) when there is no run."""
     from prefect.exceptions import ObjectNotFound
 
     if run_id is None:
-        return None
+        return None, None
     try:
         run = client.read_flow_run(UUID(run_id))
     except ObjectNotFound:
-        return None
-    return None if run.state is None else str(run.state.type.value)
-
-
-def run_process_alive(run_id: str) -> bool:
-    """A process of the flow run is alive on this host (the process worker exports its id).
-
-    A worker killed alone leaves its runs' processes running: they are not corpses.
-    """
-    marker = f"PREFECT__FLOW_RUN_ID={run_id}".encode()
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return False
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-            zombie = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0] == b"Z"
-        except (OSError, IndexError):
-            continue
-        if not zombie and marker in environ.split(b"\0"):
-            return True
-    return False
+        return None, None
+    if run.state is None:
+        return None, None
+    return str(run.state.type.value), run.state.timestamp
 
 
 def _mark_crashed(client: Any, run_id: str) -> None:
@@ -86,7 +66,9 @@ def _mark_crashed(client: Any, run_id: str) -> None:
 
     client.set_flow_run_state(
         UUID(run_id),
-        Crashed(message="the worker running this flow was restarted; sharemig recovered it"),
+        Crashed(
+            message="its process stopped renewing the migration's lease; sharemig recovered it"
+        ),
         force=True,
     )
 
@@ -101,7 +83,7 @@ def _apply(mig: UnfinishedMigration, state: str | None, grace: timedelta) -> Rec
             else "cancelled on request; its flow run had stopped"
         )
         try:
-            lifecycle.abort(mig.id, "migration_cancelled", reason)
+            endings.abort(mig.id, "migration_cancelled", reason)
         except InvalidStateError:  # switched over already: only forward is left
             action = "resume"
     if action == "resume":
@@ -116,29 +98,27 @@ def _apply(mig: UnfinishedMigration, state: str | None, grace: timedelta) -> Rec
     return Recovered(mig.id, mig.share_id, state, action, new_run)
 
 
-def recover_migrations(
-    *, running_are_dead: bool = False, run_creation_grace: timedelta = RUN_CREATION_GRACE
-) -> list[Recovered]:
+def recover_migrations(*, run_creation_grace: timedelta = RUN_CREATION_GRACE) -> list[Recovered]:
     """Resume or cancel every unfinished migration whose run is gone; returns what was done.
 
-    `run_creation_grace`: how long a migration admitted without a run is given before its
-    run counts as lost (the starter creates it right after admission).
+    Safe on any host, and beside another `up`'s pass: a run counts as gone when Prefect says
+    it ended, or says it runs while its lease in the database has expired; creating the new
+    run is idempotent per dead run. `run_creation_grace`: how long a migration admitted
+    without a run is given before its run counts as lost.
     """
     from prefect import get_client
 
     done: list[Recovered] = []
+    ttl = lease_ttl()
     for mig in unfinished_migrations():
         with get_client(sync_client=True) as client:
-            state = _run_state(client, mig.flow_run_id)
-            if (
-                running_are_dead
-                and state in _ORPHANABLE
-                and mig.flow_run_id
-                and not run_process_alive(mig.flow_run_id)
-            ):
+            state, since = _run_state(client, mig.flow_run_id)
+            if mig.flow_run_id and run_is_orphaned(mig, state, since, ttl=ttl):
                 _mark_crashed(client, mig.flow_run_id)
                 state = "CRASHED"
         done.append(_apply(mig, state, run_creation_grace))
     for instance_id in lift_stale_freezes():
         log.warning("share instance %s was left frozen by an ended migration; lifted", instance_id)
+    if freed := endings.reclaim_deleted():
+        log.info("freed the space of %d deleted share instance(s) left by ended runs", freed)
     return done

@@ -59,4 +59,5 @@ def switchover(migration_id: str, mechanism: str) -> str | None:
     steps.switch_to_destination(migration_id)
     steps.delete_source(migration_id)
     steps.finish_success(migration_id)
+    steps.reclaim_deleted()  # after the success: clients need not wait on the old copy's removal
     return None

@@ -66,6 +66,11 @@ class DataIntegrityError(PermanentError):
     """A file did not verify after the bounded number of re-copies."""
 
 
+class LeaseLostError(PermanentError):
+    """Another run took the migration over (this one stalled past its lease): stop, touch
+    nothing."""
+
+
 class CancelledError(SharemigError):
     """The migration was cancelled while work was running; not a failure."""
 

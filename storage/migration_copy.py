@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from sqlalchemy.orm import Session
 
 from storage.db import session_scope
 from storage.errors import IncompleteCopyError, PermanentError, classified_os_errors
-from storage.migration_freeze import freeze_instance, late_writes
+from storage.migration_freeze import freeze_instance, late_write_check
 from storage.migration_lifecycle import (
     PHASE1_DONE,
     MigrationStatus,
@@ -282,9 +283,14 @@ def frozen_and_unchanged(migration_id: str, *, db_url: str | None = None) -> boo
         source = s.get(ShareInstance, mig.source_instance_id)
         if source is None or source.frozen_at_ns is None:
             return False
-        late = late_writes(s, source)
+        check_late_writes = late_write_check(s, source)
         job_id = _job_id(mig)
         _, dst = _copy_urls(s, mig)
+    # The source walk (ctime) and the destination audit touch different disks: side by side.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="late-writes") as beside:
+        late_future = beside.submit(check_late_writes)
+        damaged = _repair_destination(migration_id, job_id, dst, db_url)
+        late = late_future.result()
     if late:
         log.warning(
             "migration %s: %d entries of the frozen source changed after the freeze (first: "
@@ -294,7 +300,7 @@ def frozen_and_unchanged(migration_id: str, *, db_url: str | None = None) -> boo
             late[0],
         )
         return False
-    return not _repair_destination(migration_id, job_id, dst, db_url)
+    return not damaged
 
 
 def require_complete(migration_id: str, *, db_url: str | None = None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -56,13 +57,20 @@ def lift_instance(session: Session, instance: ShareInstance) -> bool:
     return True
 
 
-def late_writes(session: Session, instance: ShareInstance) -> list[bytes]:
-    """Entries of a frozen instance changed since its freeze (a descriptor opened before it)."""
-    if instance.frozen_at_ns is None:
-        return []
+def late_write_check(session: Session, instance: ShareInstance) -> Callable[[], list[bytes]]:
+    """A check, callable without the session (so it can run beside other work), for entries
+    of a frozen instance changed since its freeze (a descriptor opened before it)."""
+    since = instance.frozen_at_ns
+    if since is None:
+        return list
     driver = driver_for(session, instance.pool_name)
-    with classified_os_errors(f"checking share instance {instance.id} for late writes"):
-        return driver.late_writes(instance.location, instance.frozen_at_ns)
+    location, what = instance.location, f"checking share instance {instance.id} for late writes"
+
+    def check() -> list[bytes]:
+        with classified_os_errors(what):
+            return driver.late_writes(location, since)
+
+    return check
 
 
 def lift_stale_freezes(*, db_url: str | None = None) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Literal
 from sqlalchemy import select
 
 from storage.db import session_scope
+from storage.migration_lease import LeaseView
 from storage.migration_state import TaskState
 from storage.models import Migration, Share
 from storage.models.base import utcnow
@@ -39,6 +40,8 @@ class UnfinishedMigration:
     requested_action: str | None
     flow_run_id: str | None
     created_at: datetime
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
 
 
 def unfinished_migrations(*, db_url: str | None = None) -> list[UnfinishedMigration]:
@@ -52,7 +55,14 @@ def unfinished_migrations(*, db_url: str | None = None) -> list[UnfinishedMigrat
         )
         return [
             UnfinishedMigration(
-                m.id, m.share_id, state, m.requested_action, m.flow_run_id, m.created_at
+                m.id,
+                m.share_id,
+                state,
+                m.requested_action,
+                m.flow_run_id,
+                m.created_at,
+                m.lease_owner,
+                m.lease_expires_at,
             )
             for m, state in rows
         ]
@@ -82,3 +92,26 @@ def recovery_action(
     if mig.requested_action == "cancel" or run_state == "CANCELLED":
         return "cancel"
     return "resume"
+
+
+# A run in one of these states has (or is about to have) a process working on it.
+ORPHANABLE_RUN_STATES = frozenset({"RUNNING", "PENDING", "CANCELLING"})
+
+
+def run_is_orphaned(
+    mig: UnfinishedMigration,
+    run_state: str | None,
+    state_since: datetime | None,
+    *,
+    ttl: timedelta,
+    now: datetime | None = None,
+) -> bool:
+    """Prefect shows the run working, but nobody holds the migration's lease: its process
+    died with its worker (or its host). A run that has been in that state for less than one
+    lease TTL may still be starting, before its first renewal, and is not called dead."""
+    if run_state not in ORPHANABLE_RUN_STATES or mig.flow_run_id is None:
+        return False
+    current = (now or utcnow()).replace(tzinfo=None)
+    if LeaseView(mig.lease_owner, mig.lease_expires_at).live_for(mig.flow_run_id, current):
+        return False
+    return state_since is None or current - state_since.replace(tzinfo=None) > ttl

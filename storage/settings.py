@@ -43,6 +43,9 @@ class Settings(BaseSettings):
 
     switchover_attempts: int = 3
     switchover_window_s: int = 600
+    lease_ttl_s: float = 30.0
+    """A working flow run renews its migration's lease every third of this; recovery (on any
+    host) calls a run that Prefect still shows running dead only once it has expired."""
     """A failed switchover is tried again up to `switchover_attempts` times within this many
     seconds; then the migration goes back to waiting for approval, source intact."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -12,11 +14,14 @@ from storage.errors import (
     InvalidInputError,
     InvalidStateError,
     NotFoundError,
+    SharemigError,
     classified_os_errors,
 )
-from storage.models import AccessRule, ExportLocation, Share, ShareInstance, Snapshot
+from storage.models import AccessRule, ExportLocation, Pool, Share, ShareInstance, Snapshot
 from storage.pools import driver_for, free_gb, lock_pool
 from storage.scheduler import fit, pick_pool
+
+log = logging.getLogger(__name__)
 
 BUSY_TASK_STATES = migration_state.BUSY
 # Statuses an admin may force with `reset_status` (Manila's share statuses).
@@ -103,12 +108,34 @@ def create_instance(
     return inst
 
 
-def delete_instance(session: Session, instance: ShareInstance) -> None:
-    """Remove the instance's data (idempotent on the pool) and its rows."""
+def delete_instance(session: Session, instance: ShareInstance, *, reclaim: bool = True) -> None:
+    """Remove the instance's data (idempotent on the pool) and its rows.
+
+    `reclaim=False` leaves the data moved aside for `reclaim_space` (a switchover deletes
+    its source that way, so `migration_success` does not wait on the file count)."""
+    driver = driver_for(session, instance.pool_name)
     with classified_os_errors(f"deleting share storage on pool {instance.pool_name}"):
-        driver_for(session, instance.pool_name).delete_instance(instance.location)
+        driver.delete_instance(instance.location)
+        if reclaim:
+            driver.reclaim_space()
     session.delete(instance)
     session.flush()
+
+
+def reclaim_space(session: Session, pool_names: list[str] | None = None) -> int:
+    """Free what deleted instances left on these pools (every pool when None).
+
+    Best effort: a pool that fails is logged and tried again by the next call (the next
+    migration's end, or `up`'s recovery pass)."""
+    names = pool_names or list(session.scalars(select(Pool.name)))
+    freed = 0
+    for name in names:
+        try:
+            with classified_os_errors(f"reclaiming deleted instances on pool {name}"):
+                freed += driver_for(session, name).reclaim_space()
+        except SharemigError as exc:
+            log.warning("pool %s: deleted instances not reclaimed yet: %s", name, exc)
+    return freed
 
 
 def create_share(

@@ -1,4 +1,4 @@
-"""Thin Prefect tasks over `storage.migration_lifecycle` / `storage.migration_copy`.
+"""Thin Prefect tasks over `storage.migration_lifecycle`, `migration_endings` and `migration_copy`.
 
 Each task passes ids and small values only; retries happen for transient errors alone; no
 result caching (the database, not Prefect, makes the steps idempotent).
@@ -12,6 +12,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from storage import migration_copy as copy_steps
+from storage import migration_endings as endings
 from storage import migration_lifecycle as lifecycle
 from storage.migration_lifecycle import MigrationStatus
 from tasks.retry_policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_transient
@@ -83,24 +84,29 @@ def require_complete(migration_id: str) -> None:
 
 @task(name="return-to-waiting", **_RETRYING)
 def return_to_waiting(migration_id: str, reason: str) -> bool:
-    return lifecycle.return_to_waiting(migration_id, reason)
+    return endings.return_to_waiting(migration_id, reason)
 
 
 @task(name="switch-to-destination", **_RETRYING)
 def switch_to_destination(migration_id: str) -> None:
-    lifecycle.switch_to_destination(migration_id)
+    endings.switch_to_destination(migration_id)
 
 
 @task(name="delete-source", **_RETRYING)
 def delete_source(migration_id: str) -> None:
-    lifecycle.delete_source(migration_id)
+    endings.delete_source(migration_id)
 
 
 @task(name="finish-success", **_RETRYING)
 def finish_success(migration_id: str) -> None:
-    lifecycle.finish_success(migration_id)
+    endings.finish_success(migration_id)
+
+
+@task(name="reclaim-deleted", **_RETRYING)
+def reclaim_deleted() -> int:
+    return endings.reclaim_deleted()
 
 
 @task(name="abort", **_RETRYING)
 def abort(migration_id: str, outcome: str, reason: str) -> str:
-    return lifecycle.abort(migration_id, outcome, reason)
+    return endings.abort(migration_id, outcome, reason)

@@ -90,7 +90,14 @@ class ShareDriver(Protocol):
         """
 
     def delete_instance(self, location: str) -> None:
-        """Remove the instance's data and snapshots. Idempotent (absent is fine)."""
+        """Take the instance's data and snapshots out of the pool. Idempotent (absent is fine).
+
+        Where the pool can, this only moves them aside (O(1), so a switchover does not wait on
+        deleting a million files); `reclaim_space` then frees what was moved aside."""
+
+    def reclaim_space(self) -> int:
+        """Free what `delete_instance` moved aside; returns how many instances' worth.
+        Idempotent, and safe while other instances of the pool are in use."""
 
     def instance_url(self, location: str) -> str:
         """fsspec URL of the instance's data root (what the data mover reads/writes)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import ClassVar
 
@@ -16,7 +17,7 @@ from storage.drivers.base import (
     PoolRef,
     StopCheck,
 )
-from storage.drivers.localfs_paths import pool_root, safe_child, snapshots_dir
+from storage.drivers.localfs_paths import DELETED_DIR, pool_root, safe_child, snapshots_dir
 from storage.drivers.localfs_sync import snapshot_tree
 from storage.errors import NotFoundError
 
@@ -61,9 +62,30 @@ class LocalFsDriver:
 
     def delete_instance(self, location: str) -> None:
         self.lift_freeze(location)
-        shutil.rmtree(self.instance_path(location), ignore_errors=True)
-        shutil.rmtree(snapshots_dir(self.root, location), ignore_errors=True)
-        shutil.rmtree(safe_child(self.root / migration.JOURNAL_DIR, location), ignore_errors=True)
+        parts = (
+            self.instance_path(location),
+            snapshots_dir(self.root, location),
+            safe_child(self.root / migration.JOURNAL_DIR, location),
+        )
+        deleted = self.root / DELETED_DIR
+        for part in parts:
+            if not part.exists() and not part.is_symlink():
+                continue
+            deleted.mkdir(exist_ok=True)
+            try:
+                part.rename(deleted / uuid.uuid4().hex)
+            except OSError:  # a mount point, or another filesystem: delete it here and now
+                shutil.rmtree(part, ignore_errors=True)
+
+    def reclaim_space(self) -> int:
+        deleted = self.root / DELETED_DIR
+        if not deleted.is_dir():
+            return 0
+        freed = 0
+        for entry in deleted.iterdir():
+            shutil.rmtree(entry, ignore_errors=True)
+            freed += 1
+        return freed
 
     def export_locations(self, location: str) -> list[str]:
         host = str(self.pool.options.get("export_host", os.uname().nodename))

@@ -10,6 +10,8 @@ from storage.drivers.base import PoolRef, check_location
 from storage.errors import InvalidInputError
 
 SNAPSHOT_DIR = ".snapshots"
+DELETED_DIR = ".deleted"
+"""Deleted instances wait here, moved aside in O(1), until `reclaim_space` frees them."""
 
 
 def pool_root(pool: PoolRef) -> Path:

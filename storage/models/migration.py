@@ -46,6 +46,9 @@ class Migration(Base):
 
     copy_job_id: Mapped[str | None] = mapped_column(String(36), default=None)
     flow_run_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)
+    """The flow run working on the migration now (`storage.migration_lease`)."""
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

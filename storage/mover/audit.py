@@ -25,9 +25,9 @@ CHUNK = 5000
 _LOCAL_KIND = {FILE: stat.S_ISREG, HARDLINK: stat.S_ISREG, DIR: stat.S_ISDIR, SYMLINK: stat.S_ISLNK}
 
 
-def _local_intact(dest: Endpoint, row: Any, keeps_mtime: bool) -> bool:
+def _local_intact(prefix: bytes, row: Any, keeps_mtime: bool) -> bool:
     try:
-        st = os.lstat(dest.local_path(row.path))
+        st = os.lstat(prefix + row.path)
     except FileNotFoundError:
         return False
     kind_ok = _LOCAL_KIND.get(row.kind)
@@ -78,7 +78,8 @@ def requeue_damaged(job_id: str, dest_url: str, *, db_url: str | None = None) ->
                 return damaged
             last_id = rows[-1].id
             if dest.local:
-                bad = [r for r in rows if not _local_intact(dest, r, keeps_mtime)]
+                prefix = dest.root_bytes.rstrip(b"/") + b"/"  # one join per row is the cost
+                bad = [r for r in rows if not _local_intact(prefix, r, keeps_mtime)]
             else:
                 listing = _listing(dest) if listing is None else listing
                 bad = [r for r in rows if not _listed_intact(listing, dest, r)]

@@ -41,6 +41,8 @@ BATCH_MAX_FILES = 16
 # a kill to land inside it. At this pace (after a burst of WALK_LIMIT entries) a 500-file walk
 # takes ~4 s and the switchover's final-sync walk of a 240-file tree ~1.7 s.
 WALK_LIMIT = 100
+# A killed run counts as dead once its lease expires: short, so recovery acts within seconds.
+LEASE_TTL_S = 3
 
 
 def free_port() -> int:
@@ -151,6 +153,7 @@ class Stack:
             PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_LOOP_SECONDS="1",
             SHAREMIG_HOME=str(self.home),
             SHAREMIG_DATABASE_URL=self.db_url,
+            SHAREMIG_LEASE_TTL_S=str(LEASE_TTL_S),
         )
         if self.prefect_db_url:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = self.prefect_db_url
@@ -351,6 +354,7 @@ def running_stack(root: Path) -> Iterator[Stack]:
         try:
             mp.setenv("SHAREMIG_HOME", str(stack.home))
             mp.setenv("SHAREMIG_DATABASE_URL", stack.db_url)
+            mp.setenv("SHAREMIG_LEASE_TTL_S", str(LEASE_TTL_S))
             reset_settings()
             _prepare_home(stack)
             stack.start_server()

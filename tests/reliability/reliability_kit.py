@@ -126,6 +126,7 @@ def drive_host_migration(migration_id: str, *, approve: bool = True) -> str:
     Ends like the flow: `migration_success`, `migration_cancelled` or `migration_error`.
     """
     from storage import migration_copy as copy
+    from storage import migration_endings as endings
     from storage import migration_lifecycle as life
     from storage.errors import SharemigError
 
@@ -137,19 +138,19 @@ def drive_host_migration(migration_id: str, *, approve: bool = True) -> str:
             _with_retries(copy.host_copy_batch, migration_id, batch)
         _with_retries(copy.host_finish, migration_id)
         if not approve:
-            return life.abort(migration_id, "migration_cancelled", "rejected")
+            return endings.abort(migration_id, "migration_cancelled", "rejected")
         life.take_decision(migration_id, True, None)
         batches = _with_retries(copy.host_plan, migration_id, final_sync=True)
         for batch in batches:  # type: ignore[attr-defined]
             _with_retries(copy.host_copy_batch, migration_id, batch, stoppable=False)
         _with_retries(copy.host_finish, migration_id, final_sync=True)
         copy.require_complete(migration_id)
-        life.switch_to_destination(migration_id)
-        life.delete_source(migration_id)
-        life.finish_success(migration_id)
+        endings.switch_to_destination(migration_id)
+        endings.delete_source(migration_id)
+        endings.finish_success(migration_id)
         return "migration_success"
     except SharemigError as exc:
-        return life.abort(migration_id, "migration_error", str(exc))
+        return endings.abort(migration_id, "migration_error", str(exc))
 
 
 def instance_dirs(share_id: str) -> list[Path]:

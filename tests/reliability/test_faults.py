@@ -105,19 +105,19 @@ def test_source_changed_or_deleted_during_copy(pools: dict[str, Path], kind: str
     def snapshot_source() -> None:
         expected_after.update(content(src))
 
-    from storage import migration_lifecycle as life
+    from storage import migration_endings as endings
 
-    original = life.switch_to_destination
+    original = endings.switch_to_destination
 
     def switch_after_snapshot(migration_id: str, **kw: object) -> None:
         snapshot_source()
         original(migration_id, **kw)  # type: ignore[arg-type]
 
-    life.switch_to_destination = switch_after_snapshot  # type: ignore[assignment]
+    endings.switch_to_destination = switch_after_snapshot  # type: ignore[assignment]
     try:
         outcome = drive_host_migration(mig)
     finally:
-        life.switch_to_destination = original  # type: ignore[assignment]
+        endings.switch_to_destination = original  # type: ignore[assignment]
 
     assert plan.fired() == 1
     (dest,) = instance_dirs(share_id)

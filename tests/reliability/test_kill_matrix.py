@@ -14,6 +14,7 @@ lands in it.
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import threading
@@ -235,11 +236,11 @@ def kill_runs(share_id: str) -> list[int]:
     return list(pids)
 
 
-def recover(share_id: str, *, running_are_dead: bool = False, grace: float | None = None) -> str:
+def recover(share_id: str, *, grace: float | None = None) -> str:
     """Run recovery until it acts on this share; returns the action (resume / cancel)."""
     from flows.recovery import recover_migrations
 
-    kwargs: dict[str, Any] = {"running_are_dead": running_are_dead}
+    kwargs: dict[str, Any] = {}
     if grace is not None:
         kwargs["run_creation_grace"] = timedelta(seconds=grace)
 
@@ -252,14 +253,14 @@ def recover(share_id: str, *, running_are_dead: bool = False, grace: float | Non
     return str(wait_for(acted, timeout=90, interval=1, what="recovery of the migration"))
 
 
-def recover_or_finish(share_id: str, *, running_are_dead: bool) -> str:
+def recover_or_finish(share_id: str) -> str:
     """Recovery rounds until phase 1 is done (the run carried on) or recovery acted."""
     from flows.recovery import recover_migrations
 
     def settled() -> str | None:
         if row(share_id)["task_state"] == "data_copying_completed":
             return "the run carried on"
-        for r in recover_migrations(running_are_dead=running_are_dead):
+        for r in recover_migrations():
             if r.share_id == share_id and r.action != "leave":
                 return f"recovery: {r.action} (run {r.run_state})"
         return None
@@ -410,7 +411,7 @@ def test_worker_killed_alone_mid_copy(stack: Stack, tmp_path: Path) -> None:
     wait_mid_copy(share_id)
     stack.kill_worker(with_runs=False)
     stack.start_worker()
-    how = recover_or_finish(share_id, running_are_dead=True)
+    how = recover_or_finish(share_id)
     wait_paused(share_id)
     record("kill -9 worker alone mid-copy", how, bytes_lost(expected, src))
     end = approve_and_finish(share_id)
@@ -429,7 +430,7 @@ def test_worker_killed_with_its_runs_mid_copy_and_while_waiting(
     assert run_state(dead_run).is_running()  # nobody told Prefect: a corpse marked Running
     before = verified_files(share_id)
     stack.start_worker()
-    assert recover(share_id, running_are_dead=True) == "resume"
+    assert recover(share_id) == "resume"
     assert run_state(dead_run).is_crashed()
     wait_paused(share_id)
     assert_not_recopied(before, share_id)
@@ -447,7 +448,7 @@ def test_worker_killed_with_its_runs_mid_copy_and_while_waiting(
 def _recover_all() -> list[Any]:
     from flows.recovery import recover_migrations
 
-    return recover_migrations(running_are_dead=True)
+    return recover_migrations()
 
 
 def test_prefect_server_killed_mid_copy_and_while_waiting(stack: Stack, tmp_path: Path) -> None:
@@ -459,7 +460,7 @@ def test_prefect_server_killed_mid_copy_and_while_waiting(stack: Stack, tmp_path
     stack.start_server()
     # The run may carry on, or die reporting to a dead API: either way, phase 1 completes
     # (after recovery if needed) and the migration waits for approval.
-    how = recover_or_finish(share_id, running_are_dead=False)
+    how = recover_or_finish(share_id)
     wait_paused(share_id)
     assert row(share_id)["mig"].outcome is None
     record("kill -9 Prefect server mid-copy", how, bytes_lost(expected, src))
@@ -545,3 +546,44 @@ def test_cancel_in_prefect_while_suspended_is_not_left_wedged(stack: Stack, tmp_
     assert (end["status"], end["task_state"]) == ("available", "migration_cancelled")
     assert end["instances"] == [(POOL_A, "available")]
     assert lost == 0
+
+
+def _writes_refused(root: Path) -> bool:
+    """A client write (create) into `root` fails with EROFS; nothing is left behind."""
+    try:
+        (root / "client-write.tmp").write_bytes(b"late")
+    except OSError as exc:
+        return exc.errno in (errno.EROFS, errno.EACCES)
+    (root / "client-write.tmp").unlink()
+    return False
+
+
+def test_flow_run_killed_while_frozen_then_cancelled_leaves_the_source_writable(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The freeze is a mount: it outlives the killed run, so no client write slips in while
+    nobody runs the migration; recovery's cancel lifts it, once, with the source intact."""
+    from flows import control
+    from storage.source_freeze import frozen_under
+
+    share_id, src, reference = make_share(stack, tmp_path)
+    expected = content(src)
+    start(share_id)
+    wait_mid_copy(share_id)
+    kill_runs(share_id)
+    assert _writes_refused(src), (
+        f"the source took a write after its run was killed; frozen now: "
+        f"{frozen_under(stack.root)}; migration error: {row(share_id)['mig'].error}"
+    )
+    assert (src / "link").readlink() == Path("d0/s0/f0000.bin")  # reads still work
+    control.cancel_migration(share_id)  # the run is a corpse: only the request is recorded
+    assert _writes_refused(src)
+    assert recover(share_id) == "cancel"
+    end = row(share_id)
+    lost = bytes_lost(expected, src)
+    record("kill -9 flow run while frozen, then cancel", str(end["task_state"]), lost)
+    assert (end["status"], end["task_state"]) == ("available", "migration_cancelled")
+    assert treecmp(reference, src).returncode == 0
+    assert lost == 0
+    assert frozen_under(stack.root) == []
+    assert not _writes_refused(src), "the source is still frozen after the cancel"

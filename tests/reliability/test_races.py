@@ -129,6 +129,7 @@ def test_complete_before_phase1_is_refused_with_the_contract_error(
 def test_two_migrations_cannot_overcommit_a_pool(pools: dict[str, Path]) -> None:
     """A 3 GiB pool, two 2 GiB shares started at once: the reservation is taken with the 202,
     so one start is admitted and the other refused at once (400) with the free space named."""
+    from storage import migration_endings as endings
     from storage import migration_lifecycle as life
     from storage.errors import InvalidInputError
 
@@ -143,4 +144,4 @@ def test_two_migrations_cannot_overcommit_a_pool(pools: dict[str, Path]) -> None
         assert "free" in str(refused[0]) and POOL_TINY in str(refused[0])
         # The winner's destination fits: its reservation was its own.
         assert life.reserve_destination(admitted[0])
-        life.abort(admitted[0], "migration_cancelled", "test cleanup")
+        endings.abort(admitted[0], "migration_cancelled", "test cleanup")

@@ -23,6 +23,7 @@ def _phase1(migration_id: str) -> None:
 
 def test_no_switch_while_an_entry_is_unverified(pools: dict[str, Path]) -> None:
     from storage import migration_copy as copy
+    from storage import migration_endings as endings
     from storage import migration_lifecycle as life
     from storage.errors import IncompleteCopyError
 
@@ -46,9 +47,9 @@ def test_no_switch_while_an_entry_is_unverified(pools: dict[str, Path]) -> None:
         copy.host_copy_batch(mig, batch, stoppable=False)
     assert copy.host_finish(mig, final_sync=True)
     copy.require_complete(mig)
-    life.switch_to_destination(mig)
-    life.delete_source(mig)
-    life.finish_success(mig)
+    endings.switch_to_destination(mig)
+    endings.delete_source(mig)
+    endings.finish_success(mig)
     [dest] = instance_dirs(share_id)
     assert (dest / "late.txt").read_bytes() == b"written after phase 1"
 
@@ -58,6 +59,7 @@ def test_failed_switchover_goes_back_to_waiting_and_keeps_the_copy(
 ) -> None:
     from sqlalchemy import func, select
 
+    from storage import migration_endings as endings
     from storage import migration_lifecycle as life
     from storage.db import session_scope
     from storage.migration_admission import admit_complete, read_progress
@@ -71,7 +73,7 @@ def test_failed_switchover_goes_back_to_waiting_and_keeps_the_copy(
     assert life.take_decision(mig, True, "go") == "complete"
     assert life.status(mig).task_state == "migration_completing"
 
-    assert life.return_to_waiting(mig, "driver error: injected")
+    assert endings.return_to_waiting(mig, "driver error: injected")
     st = life.status(mig)
     assert st.task_state == "data_copying_completed" and st.outcome is None
     assert st.requested_action is None
@@ -87,9 +89,9 @@ def test_failed_switchover_goes_back_to_waiting_and_keeps_the_copy(
         )
     assert verified and verified >= 20
     assert len(instance_dirs(share_id)) == 2  # source intact, destination kept
-    life.switch_to_destination(mig)
-    life.delete_source(mig)
-    life.finish_success(mig)
+    endings.switch_to_destination(mig)
+    endings.delete_source(mig)
+    endings.finish_success(mig)
     [dest] = instance_dirs(share_id)
     assert sorted(p.name for p in dest.iterdir()) == sorted(f"f{i}" for i in range(20))
     assert all((dest / f"f{i}").read_bytes() == b"x" * i for i in range(20))
@@ -110,7 +112,7 @@ def test_source_is_frozen_while_copying_and_lifted_once_at_the_end(
     import errno
     import os
 
-    from storage import migration_lifecycle as life
+    from storage import migration_endings as endings
     from storage.migration_freeze import lift_stale_freezes
     from storage.source_freeze import is_frozen
 
@@ -127,7 +129,7 @@ def test_source_is_frozen_while_copying_and_lifted_once_at_the_end(
     assert _refused(lambda: os.unlink(src / "keep.txt")) in denied
     assert _refused(lambda: os.rmdir(src / "sub")) in denied
     assert (src / "keep.txt").read_bytes() == b"original"
-    assert life.abort(mig, ending, "test") == ending
+    assert endings.abort(mig, ending, "test") == ending
     assert not is_frozen(src)
     (src / "keep.txt").write_bytes(b"writable again")
     assert lift_stale_freezes() == []  # lifted exactly once, nothing left over

@@ -96,6 +96,30 @@ def test_delete_removes_data_and_is_idempotent(driver: ShareDriver) -> None:
     driver.delete_instance("never-created")
 
 
+def test_a_deleted_instance_is_gone_at_once_and_its_space_reclaimed_later(
+    driver: ShareDriver,
+) -> None:
+    """Delete takes the data out of service (O(1) where the pool can move it aside); reclaim
+    frees it; the location can be used again meanwhile and other instances are untouched."""
+    for name in ("share-1", "share-2"):
+        driver.create_instance(name)
+        _write(driver, name, "f", name.encode())
+    driver.delete_instance("share-1")
+    fs, root = _fs(driver, "share-1")
+    assert not fs.exists(root)
+    driver.create_instance("share-1")
+    _write(driver, "share-1", "f", b"new")
+    freed = driver.reclaim_space()
+    assert driver.reclaim_space() == 0  # nothing left to free
+    assert _read(driver, "share-1", "f") == b"new"
+    assert _read(driver, "share-2", "f") == b"share-2"
+    if driver.pool.driver == "localfs":
+        assert freed == 1  # the instance moved aside; it had no snapshots or journal
+        assert not any((Path(root).parent / ".deleted").iterdir())
+    else:
+        assert freed == 0  # no O(1) move on an object store: deleted at once
+
+
 def test_export_locations_name_the_instance(driver: ShareDriver) -> None:
     driver.create_instance("share-1")
     exports = driver.export_locations("share-1")
