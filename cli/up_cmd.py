@@ -10,6 +10,7 @@ import signal
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -20,6 +21,9 @@ from cli.output import console, err_console
 from cli.supervisor import StartupError
 from cli.up_stack import Stack, UpOptions
 from storage.errors import NotFoundError, SharemigError
+
+if TYPE_CHECKING:
+    from storage.settings import Settings
 
 RECOVERY_INTERVAL_S = 60.0
 
@@ -98,6 +102,11 @@ def up(
     ),
     workers: int = typer.Option(1, "--workers", min=1, help="Process workers to start."),
     project: str = typer.Option("demo", "--project", help="Project id of the printed tokens."),
+    demo_pools: str = typer.Option(
+        "localfs",
+        "--demo-pools",
+        help="localfs (default, no root) or btrfs: also two loop-backed btrfs pools (root).",
+    ),
 ) -> None:
     """Start everything on this machine: Prefect server, worker, database, demo pools, API."""
     # Settings and Prefect read the environment on first use: set it before either is touched.
@@ -127,6 +136,11 @@ def up(
     if refusal:
         err_console.print(f"[red]error:[/red] {refusal}")
         raise typer.Exit(1)
+    if demo_pools not in ("localfs", "btrfs"):
+        err_console.print(f"[red]error:[/red] --demo-pools is localfs or btrfs, not {demo_pools!r}")
+        raise typer.Exit(2)
+    if demo_pools == "btrfs":
+        _add_btrfs_demo_pools(settings)
     for key, value in stack.environment().items():
         if key.startswith(("PREFECT_", "SHAREMIG_")) and key != "SHAREMIG_UP_RUN":
             os.environ[key] = value
@@ -135,6 +149,20 @@ def up(
         signal.signal(sig, _interrupt)
     code = _run(stack)
     raise typer.Exit(code)
+
+
+def _add_btrfs_demo_pools(settings: Settings) -> None:
+    from storage.bootstrap import write_demo_inventory
+    from storage.demo_btrfs import add_demo_btrfs_pools
+
+    try:
+        write_demo_inventory(settings)
+        added = add_demo_btrfs_pools(settings)
+    except SharemigError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    names = ", ".join(added) or "already in the inventory"
+    console.print(f"[green]✓[/green] btrfs demo pools (loop-mounted under the data dir): {names}")
 
 
 def _run(stack: Stack) -> int:

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from storage.drivers.registry import DRIVERS
+from storage.drivers.base import PoolRef
+from storage.drivers.registry import DRIVERS, driver_class, get_driver
 from storage.errors import InvalidInputError, InventoryError
 from storage.hosts import parse_host
 from storage.models import Pool
@@ -88,7 +89,24 @@ def parse_inventory(text: str, source: str = "pools.yaml") -> Inventory:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise InventoryError(f"{source}: pool names must be unique; repeated: {', '.join(dupes)}")
+    refused = _refused_pools(inv, source, lines)
+    if refused:
+        raise InventoryError("\n".join(refused))
     return inv
+
+
+def _refused_pools(inv: Inventory, source: str, lines: dict[tuple[Any, ...], int]) -> list[str]:
+    """Pools whose driver says they cannot serve (a driver may declare a `check_pool`)."""
+    problems = []
+    for i, spec in enumerate(inv.pools):
+        check = getattr(driver_class(spec.driver), "check_pool", None)
+        if check is None:
+            continue
+        why = check(PoolRef(spec.name, spec.driver, spec.url, dict(spec.options)))
+        if why:
+            line = lines.get(("pools", i, "url"), lines.get(("pools", i), 1))
+            problems.append(f"{source}:{line}: pools[{i}].url: {spec.driver} pool refused: {why}")
+    return problems
 
 
 def load_inventory(path: Path) -> Inventory:
@@ -99,6 +117,16 @@ def load_inventory(path: Path) -> Inventory:
     return parse_inventory(text, str(path))
 
 
+def _capacity_gb(spec: PoolSpec) -> int:
+    """The inventory's capacity, capped at the pool filesystem's size where the driver reports
+    it (`pool_space`, btrfs): a pool cannot promise more than its filesystem holds."""
+    if not hasattr(driver_class(spec.driver), "pool_space"):
+        return spec.capacity_gb  # no driver object made: an fsspec one may connect somewhere
+    driver = get_driver(PoolRef(spec.name, spec.driver, spec.url, dict(spec.options)))
+    size, _free = driver.pool_space()  # type: ignore[attr-defined]
+    return max(1, min(spec.capacity_gb, int(size) >> 30))
+
+
 def sync_inventory(session: Session, inventory: Inventory) -> list[str]:
     """Upsert the inventory's pools; pools no longer listed are disabled (shares may live there)."""
     existing = {p.name: p for p in session.scalars(select(Pool))}
@@ -106,7 +134,7 @@ def sync_inventory(session: Session, inventory: Inventory) -> list[str]:
         host = parse_host(spec.name, require_pool=True)
         pool = existing.pop(spec.name, None) or Pool(name=spec.name)
         pool.host, pool.backend, pool.pool = host.host, host.backend, host.pool or ""
-        pool.driver, pool.url, pool.capacity_gb = spec.driver, spec.url, spec.capacity_gb
+        pool.driver, pool.url, pool.capacity_gb = spec.driver, spec.url, _capacity_gb(spec)
         pool.availability_zone, pool.enabled, pool.options = (
             spec.availability_zone,
             spec.enabled,

@@ -101,7 +101,7 @@ def create_instance(
     driver = driver_for(session, pool_name)
     # A raw OSError would reach the API as a 500; name the pool so an operator can act.
     with classified_os_errors(f"creating share storage on pool {pool_name}"):
-        driver.create_instance(inst.location)
+        driver.create_instance(inst.location, size_gib=share.size)
     for i, path in enumerate(driver.export_locations(inst.location)):
         session.add(ExportLocation(share_instance_id=inst.id, path=path, preferred=i == 0))
     session.flush()

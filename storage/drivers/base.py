@@ -82,8 +82,12 @@ class ShareDriver(Protocol):
     capabilities: ClassVar[DriverCapabilities]
     pool: PoolRef
 
-    def create_instance(self, location: str) -> None:
-        """Create the instance's (empty) data root. Idempotent."""
+    def create_instance(self, location: str, size_gib: int | None = None) -> None:
+        """Create the instance's (empty) data root. Idempotent.
+
+        `size_gib` is the share's size: a driver that can enforce it (btrfs: a qgroup limit)
+        makes writes past it fail with EDQUOT; the others ignore it.
+        """
 
     def delete_instance(self, location: str) -> None:
         """Take the instance's data and snapshots out of the pool. Idempotent (absent is fine).

@@ -57,7 +57,7 @@ class FsspecDriver:
     def late_writes(self, location: str, since_ns: int) -> list[bytes]:
         return []
 
-    def create_instance(self, location: str) -> None:
+    def create_instance(self, location: str, size_gib: int | None = None) -> None:
         self.fs.makedirs(self._path(location), exist_ok=True)
 
     def delete_instance(self, location: str) -> None:

@@ -57,7 +57,7 @@ class LocalFsDriver:
             entries_per_s=get_settings().walk_limit_entries,
         )
 
-    def create_instance(self, location: str) -> None:
+    def create_instance(self, location: str, size_gib: int | None = None) -> None:
         self.instance_path(location).mkdir(parents=True, exist_ok=True)
 
     def delete_instance(self, location: str) -> None:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -33,18 +33,26 @@ class Journal(BaseModel):
     """High-water mark of the reported total_progress, so it never goes back."""
 
 
+M = TypeVar("M", bound=BaseModel)
+"""A driver's own journal model (the btrfs driver keeps its journals the same way)."""
+
+
 def read_journal(path: Path) -> Journal | None:
+    return read_model(path, Journal)
+
+
+def read_model(path: Path, model: type[M]) -> M | None:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     try:
-        return Journal.model_validate_json(text)
+        return model.model_validate_json(text)
     except ValidationError as exc:
         raise PermanentError(f"migration journal {path} is unreadable: {exc}") from None
 
 
-def write_journal(path: Path, journal: Journal) -> None:
+def write_journal(path: Path, journal: BaseModel) -> None:
     """Atomic replace, fsynced: a crash leaves the old or the new journal, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -69,12 +77,19 @@ def journal_lock(path: Path) -> Iterator[None]:
 
 @contextmanager
 def updating_journal(path: Path) -> Iterator[Journal]:
+    """See `updating_model`."""
+    with updating_model(path, Journal) as journal:
+        yield journal
+
+
+@contextmanager
+def updating_model(path: Path, model: type[M]) -> Iterator[M]:
     """Yield the journal under the lock and write it back; a missing journal is an error.
 
     Never re-creates a journal: a cancel that removed it wins over a late phase-1 update.
     """
     with journal_lock(path):
-        journal = read_journal(path)
+        journal = read_model(path, model)
         if journal is None:
             raise InvalidStateError(f"no driver migration is recorded at {path} (cancelled?)")
         yield journal

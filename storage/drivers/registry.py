@@ -10,6 +10,7 @@ from storage.errors import InvalidInputError
 DRIVERS: dict[str, str] = {
     "localfs": "storage.drivers.localfs:LocalFsDriver",
     "fsspec": "storage.drivers.fsspec_driver:FsspecDriver",
+    "btrfs": "storage.drivers.btrfs:BtrfsDriver",
 }
 
 

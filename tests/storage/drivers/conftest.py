@@ -2,7 +2,8 @@
 
 The second filesystem is a tmpfs mounted by the session (root only), else `/dev/shm` when it
 is a different filesystem from the temp dir; without either, the cross-filesystem cases skip
-and say why.
+and say why. btrfs pools live on two loop-mounted btrfs images made by the session (root,
+`mkfs.btrfs` and loop devices needed; the btrfs cases skip and say which is missing).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from drivers_kit import PoolPair, kit_script, localfs_pool
+from btrfs_kit import mount_btrfs, remove_btrfs_pool
+from drivers_kit import PoolPair, kit_script, make_pool
 
 
 def _mount_tmpfs() -> tuple[Path | None, str]:
@@ -55,23 +57,73 @@ def other_fs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     )
 
 
-@pytest.fixture(params=["same_fs", "cross_fs"])
+@pytest.fixture(scope="session")
+def btrfs_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """Two separate loop-mounted btrfs filesystems with quotas enabled."""
+    base = tmp_path_factory.mktemp("btrfs")
+    mounted: list[Path] = []
+    try:
+        for name in ("a", "b"):
+            why = mount_btrfs(base / f"{name}.img", base / name)
+            if why:
+                pytest.skip(f"no btrfs test filesystems: {why}")
+            mounted.append(base / name)
+        yield mounted[0], mounted[1]
+    finally:
+        for where in mounted:
+            subprocess.run(["umount", str(where)], capture_output=True, check=False)
+        for image in base.glob("*.img"):
+            image.unlink()
+
+
+@pytest.fixture(scope="session")
+def btrfs_without_quotas(
+    tmp_path_factory: pytest.TempPathFactory, btrfs_mounts: tuple[Path, Path]
+) -> Iterator[Path]:
+    """A third btrfs filesystem, with quotas left off (what a pool must refuse)."""
+    base = tmp_path_factory.mktemp("btrfs-noquota")
+    why = mount_btrfs(base / "c.img", base / "c", quotas=False)
+    if why:
+        pytest.skip(f"no btrfs test filesystem: {why}")
+    yield base / "c"
+    subprocess.run(["umount", str(base / "c")], capture_output=True, check=False)
+    (base / "c.img").unlink()
+
+
+@pytest.fixture(
+    params=[
+        ("localfs", "same_fs"),
+        ("localfs", "cross_fs"),
+        ("btrfs", "same_fs"),
+        ("btrfs", "cross_fs"),
+    ],
+    ids=["same_fs", "cross_fs", "btrfs-same_fs", "btrfs-cross_fs"],
+)
 def pools(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PoolPair]:
-    """Two localfs pools: both under the temp dir, or the destination on another filesystem."""
-    src_root = tmp_path / "pool-a"
-    if request.param == "same_fs":
-        dst_root = tmp_path / "pool-b"
+    """Two pools of one driver: on one filesystem, or the destination on another one."""
+    driver, layout = request.param
+    if driver == "btrfs":
+        fs_a, fs_b = request.getfixturevalue("btrfs_mounts")
+        src_root = fs_a / tmp_path.name / "pool-a"
+        dst_root = (fs_a if layout == "same_fs" else fs_b) / tmp_path.name / "pool-b"
     else:
-        other: Path = request.getfixturevalue("other_fs")
-        dst_root = other / tmp_path.name / "pool-b"
+        src_root = tmp_path / "pool-a"
+        if layout == "same_fs":
+            dst_root = tmp_path / "pool-b"
+        else:
+            other: Path = request.getfixturevalue("other_fs")
+            dst_root = other / tmp_path.name / "pool-b"
     yield PoolPair(
-        request.param,
-        localfs_pool("a", src_root),
-        localfs_pool("b", dst_root),
+        layout,
+        make_pool(driver, "a", src_root),
+        make_pool(driver, "b", dst_root),
         src_root,
         dst_root,
     )
-    if request.param == "cross_fs":
+    if driver == "btrfs":
+        for root in (src_root, dst_root):
+            remove_btrfs_pool(root)
+    if layout == "cross_fs":
         shutil.rmtree(dst_root.parent, ignore_errors=True)
 
 

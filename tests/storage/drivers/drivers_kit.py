@@ -32,6 +32,15 @@ def localfs_pool(name: str, root: Path) -> PoolRef:
     return PoolRef(name=f"host@lfs#{name}", driver="localfs", url=root.as_uri())
 
 
+def btrfs_pool(name: str, root: Path) -> PoolRef:
+    root.mkdir(parents=True, exist_ok=True)
+    return PoolRef(name=f"host@btrfs#{name}", driver="btrfs", url=root.as_uri())
+
+
+def make_pool(driver: str, name: str, root: Path) -> PoolRef:
+    return btrfs_pool(name, root) if driver == "btrfs" else localfs_pool(name, root)
+
+
 def kit_script(name: str) -> Path:
     script = BENCH_KIT / name
     if not script.is_file():

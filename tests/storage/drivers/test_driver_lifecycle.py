@@ -8,17 +8,21 @@ from pathlib import Path
 
 import fsspec
 import pytest
-from drivers_kit import localfs_pool
+from btrfs_kit import remove_btrfs_pool
+from drivers_kit import btrfs_pool, localfs_pool, make_pool
 
 from storage.drivers.base import PoolRef, ShareDriver
 from storage.drivers.registry import DRIVERS, driver_class, get_driver
 from storage.errors import InvalidInputError, InvalidStateError, NotFoundError
 
 
-@pytest.fixture(params=["localfs", "fsspec-file", "fsspec-memory"])
+@pytest.fixture(params=["localfs", "btrfs", "fsspec-file", "fsspec-memory"])
 def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ShareDriver]:
     if request.param == "localfs":
         pool = localfs_pool("a", tmp_path / "pool")
+    elif request.param == "btrfs":
+        fs_a, _ = request.getfixturevalue("btrfs_mounts")
+        pool = btrfs_pool("a", fs_a / tmp_path.name / "pool")
     elif request.param == "fsspec-file":
         (tmp_path / "obj").mkdir()
         pool = PoolRef("host@obj#file", "fsspec", (tmp_path / "obj").as_uri())
@@ -26,6 +30,8 @@ def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ShareDriv
         pool = PoolRef("host@obj#mem", "fsspec", f"memory://pool-{uuid.uuid4().hex}")
     drv = get_driver(pool)
     yield drv
+    if request.param == "btrfs":
+        remove_btrfs_pool(Path(pool.url.removeprefix("file://")))
     mem = fsspec.filesystem("memory")
     if request.param == "fsspec-memory" and mem.exists(pool.url.removeprefix("memory://")):
         mem.rm(pool.url.removeprefix("memory://"), recursive=True)
@@ -50,10 +56,10 @@ def _read(drv: ShareDriver, location: str, name: str) -> bytes:
 
 
 def test_registry_knows_every_driver_and_refuses_others() -> None:
-    assert set(DRIVERS) == {"localfs", "fsspec"}
+    assert set(DRIVERS) == {"localfs", "fsspec", "btrfs"}
     for name in DRIVERS:
         assert driver_class(name).capabilities is not None
-    with pytest.raises(InvalidInputError, match="known drivers: fsspec, localfs"):
+    with pytest.raises(InvalidInputError, match="known drivers: btrfs, fsspec, localfs"):
         driver_class("nfs-magic")
 
 
@@ -111,7 +117,9 @@ def test_a_deleted_instance_is_gone_at_once_and_its_space_reclaimed_later(
         assert freed == 1  # the instance moved aside; it had no snapshots or journal
         assert not any((Path(root).parent / ".deleted").iterdir())
     else:
-        assert freed == 0  # no O(1) move on an object store: deleted at once
+        # Deleted at once: no O(1) move on an object store; btrfs deletes a subvolume in O(1)
+        # and frees its extents in the background.
+        assert freed == 0
 
 
 def test_export_locations_name_the_instance(driver: ShareDriver) -> None:
@@ -161,10 +169,13 @@ def test_snapshot_of_missing_instance_is_not_found(driver: ShareDriver) -> None:
 
 
 def test_capabilities_match_compatibility_answers(driver: ShareDriver, tmp_path: Path) -> None:
-    """A driver that declares no driver-assisted migration never reports itself compatible."""
+    """A driver that declares no driver-assisted migration never reports itself compatible;
+    one that does accepts a pool of its own kind and refuses the others."""
     driver.create_instance("share-1")
+    own = driver.pool.driver if driver.pool.driver != "fsspec" else "localfs"
+    own_root = Path(driver.instance_url("share-1")).parent.parent / "other-pool"
     targets = [
-        localfs_pool("z", tmp_path / "other-localfs"),
+        make_pool(own, "z", own_root if own == "btrfs" else tmp_path / "other-localfs"),
         PoolRef("host@obj#z", "fsspec", (tmp_path / "other-obj").as_uri()),
     ]
     answers = [driver.migration_check_compatibility("share-1", t) for t in targets]
@@ -174,4 +185,4 @@ def test_capabilities_match_compatibility_answers(driver: ShareDriver, tmp_path:
     else:
         assert answers[0].compatible
         assert not answers[1].compatible
-        assert "localfs" in answers[1].reason
+        assert own in answers[1].reason
