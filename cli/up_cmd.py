@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cli.app import app
@@ -124,6 +125,12 @@ def up(
     )
     stack = Stack(opts, lambda msg: console.print(f"[green]✓[/green] {msg}"))
     refusal = stack.refusal()
+    if stack.orphans_stopped:
+        console.print(
+            f"[yellow]stopped {len(stack.orphans_stopped)} process(es) left running by the "
+            f"previous `sharemig up` on {opts.home}:[/yellow] "
+            + escape(", ".join(stack.orphans_stopped))
+        )
     if refusal:
         err_console.print(f"[red]error:[/red] {refusal}")
         raise typer.Exit(1)
