@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -197,31 +199,63 @@ def _finish_without_run(
 def complete_migration(
     share_id: str, *, project_id: str | None = None, reason: str | None = None
 ) -> None:
-    """Admit `migration_complete`, then resume the waiting run with `approve=True`."""
+    """Admit `migration_complete`, then resume the waiting run with `approve=True`.
+
+    Once admitted the decision is in the database: if Prefect does not answer within the
+    budget it is still carried out (the run reads it, or the recovery pass delivers it to a
+    run waiting for it), so the request is accepted all the same.
+    """
     with session_scope() as session:
         migration_id = admit_complete(session, share_id, project_id=project_id).id
     why = reason or "approved through the API"
     lifecycle.note_reason(migration_id, why)
-    _deliver(migration_id, True, why)
+    with _delivered_later(migration_id):
+        _deliver(migration_id, True, why)
 
 
 def cancel_migration(
     share_id: str, *, project_id: str | None = None, reason: str | None = None
 ) -> None:
     """Admit `migration_cancel`; a waiting run is resumed with `approve=False`, a copying one
-    stops at its next file boundary; either way cleanup ends in `migration_cancelled`."""
+    stops at its next file boundary; either way cleanup ends in `migration_cancelled`.
+    Like a completion, an admitted cancel holds even when Prefect does not answer."""
     with session_scope() as session:
         migration = admit_cancel(session, share_id, project_id=project_id)
         migration_id, task_state = migration.id, _task_state(session, share_id)
     why = reason or "cancelled through the API"
     lifecycle.note_reason(migration_id, why)
-    if task_state in PHASE1_DONE_STATES:
-        _deliver(migration_id, False, why)
+    with _delivered_later(migration_id):
+        if task_state in PHASE1_DONE_STATES:
+            _deliver(migration_id, False, why)
+            return
+        run_id = lifecycle.status(migration_id).flow_run_id
+        run = _read_run(run_id) if run_id else None
+        if run is None or run.state is None or run.state.is_final() or run.state.is_scheduled():
+            _finish_without_run(migration_id, str(run_id), False, why, run.state if run else None)
+
+
+def deliver_decision(migration_id: str) -> None:
+    """Deliver a recorded complete/cancel to the run (the recovery pass calls it for runs
+    that wait while a decision sits in the database)."""
+    status = lifecycle.status(migration_id)
+    if status.requested_action not in ("complete", "cancel") or status.finished:
         return
-    run_id = lifecycle.status(migration_id).flow_run_id
-    run = _read_run(run_id) if run_id else None
-    if run is None or run.state is None or run.state.is_final() or run.state.is_scheduled():
-        _finish_without_run(migration_id, str(run_id), False, why, run.state if run else None)
+    approve = status.requested_action == "complete"
+    fallback = "approved" if approve else "cancelled"
+    _deliver(migration_id, approve, lifecycle.approval_reason(migration_id) or fallback)
+
+
+@contextmanager
+def _delivered_later(migration_id: str) -> Iterator[None]:
+    try:
+        yield
+    except PrefectUnavailableError as exc:
+        log.warning(
+            "migration %s: decision recorded, not yet delivered to its run (%s); the run or "
+            "the next recovery pass of `sharemig up` carries it out",
+            migration_id,
+            exc,
+        )
 
 
 def _task_state(session: Any, share_id: str) -> str | None:

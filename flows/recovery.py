@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from flows.control import create_run
+from flows.control import create_run, deliver_decision
 from storage import migration_lifecycle as lifecycle
 from storage.errors import InvalidStateError
 from storage.migration_freeze import lift_stale_freezes
@@ -104,6 +104,8 @@ def _apply(mig: UnfinishedMigration, state: str | None, grace: timedelta) -> Rec
             lifecycle.abort(mig.id, "migration_cancelled", reason)
         except InvalidStateError:  # switched over already: only forward is left
             action = "resume"
+    if action == "deliver":
+        deliver_decision(mig.id)
     if action == "resume":
         # One recovery run per dead run, however often or concurrently this is called. With
         # no run recorded, the start's own key: a run the starter created just before it

@@ -176,3 +176,35 @@ def test_a_prefect_that_stays_locked_gives_503_within_the_budget(
     assert "Retry-After" in resp.headers
     assert share_view(budget_shim, share_id)["task_state"] is None
     assert _migration_rows(budget_shim, share_id) == [("withdrawn", False, None)]
+
+
+def test_a_cancel_while_prefect_hangs_is_accepted_within_the_budget_and_recorded(
+    budget_shim: ShimServer, proxy: PrefectProxy
+) -> None:
+    share_id, dest = _share(budget_shim)
+    proxy.mode = "forward"
+    started, _ = _timed_start(budget_shim, share_id, dest)
+    assert started.status_code == 202, started.text
+    proxy.mode = "hang"
+    try:
+        began = time.monotonic()
+        resp = action(budget_shim, share_id, {"migration_cancel": None})
+        took = time.monotonic() - began
+    finally:
+        proxy.mode = "forward"
+    # The cancel is in the database before Prefect is asked: the run stops on it when it
+    # starts, and the recovery pass cancels a migration whose run is gone.
+    assert resp.status_code == 202, resp.text
+    assert took <= BUDGET_S + SLACK_S
+    from sqlalchemy import select
+
+    from storage.db import session_scope
+    from storage.models import Migration
+
+    with session_scope(budget_shim.db_url) as s:
+        requested = s.scalar(
+            select(Migration.requested_action).where(
+                Migration.share_id == share_id, Migration.active.is_(True)
+            )
+        )
+    assert requested == "cancel"
