@@ -53,14 +53,19 @@ def api_url() -> str:
 
 
 @contextmanager
-def prefect_budget(seconds: float | None = None) -> Iterator[None]:
-    """Every Prefect call inside shares one deadline, `seconds` from now (default:
-    `SHAREMIG_PREFECT_TIMEOUT_S`), or an enclosing budget's if that one ends sooner."""
+def prefect_budget(seconds: float | None = None, *, since: float | None = None) -> Iterator[None]:
+    """Every Prefect call inside shares one deadline, `seconds` (default:
+    `SHAREMIG_PREFECT_TIMEOUT_S`) after `since` (a `time.monotonic()`, default now: the API
+    passes the request's arrival), or an enclosing budget's if that one ends sooner.
+
+    Prefect gets the budget less a reserve (a tenth, at most 1 s) for what the caller does
+    when Prefect did not answer: undoing a start is a transaction of its own.
+    """
     if seconds is None:
         from storage.settings import get_settings
 
         seconds = get_settings().prefect_timeout_s
-    at = time.monotonic() + seconds
+    at = (time.monotonic() if since is None else since) + seconds - min(1.0, seconds / 10)
     outer = _deadline.get()
     token = _deadline.set((at, seconds) if outer is None or at < outer[0] else outer)
     try:

@@ -25,7 +25,7 @@ def start(ctx: RequestContext, share_id: str, value: object) -> Response:
     from flows import control
     from flows.prefect_calls import prefect_budget
 
-    with prefect_budget():
+    with prefect_budget(since=ctx.arrived):
         outcome = control.start_migration(share_id, req, project_id=ctx.visible_project)
     return Response(status_code=200 if outcome.noop else 202)
 
@@ -36,7 +36,7 @@ def complete(ctx: RequestContext, share_id: str, _value: object) -> Response:
     from flows import control
     from flows.prefect_calls import prefect_budget
 
-    with prefect_budget():
+    with prefect_budget(since=ctx.arrived):
         control.complete_migration(
             share_id, project_id=ctx.visible_project, reason=_via(ctx, "migration_complete")
         )
@@ -49,7 +49,7 @@ def cancel(ctx: RequestContext, share_id: str, _value: object) -> Response:
     from flows import control
     from flows.prefect_calls import prefect_budget
 
-    with prefect_budget():
+    with prefect_budget(since=ctx.arrived):
         control.cancel_migration(
             share_id, project_id=ctx.visible_project, reason=_via(ctx, "migration_cancel")
         )
