@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from flows.prefect_calls import PrefectUnavailableError, api_url, call_prefect, remaining_s
+from flows.prefect_calls import (
+    PrefectUnavailableError,
+    api_url,
+    call_prefect,
+    elapsed_s,
+    remaining_s,
+)
 from storage import migration_lifecycle as lifecycle
 from storage.db import session_scope
 from storage.errors import TransientError
@@ -106,15 +112,29 @@ def start_migration(
     try:
         run_id = create_run(migration_id, "start")
     except TransientError as exc:
+        gave_up = elapsed_s()
         with session_scope() as session:
             undone = withdraw_start(session, migration_id, before, str(exc))
         if undone:
+            log.warning(
+                "start of migration %s (share %s) withdrawn %s: %s",
+                migration_id,
+                share_id,
+                _timing(gave_up, elapsed_s()),
+                exc,
+            )
             raise
         # A run created by a request whose answer was lost already picked the migration up.
         log.warning("start of migration %s: %s, but its run is already working", migration_id, exc)
         return StartOutcome(migration_id, lifecycle.status(migration_id).flow_run_id, noop=False)
     lifecycle.record_flow_run(migration_id, run_id)
     return StartOutcome(migration_id, run_id, noop=False)
+
+
+def _timing(gave_up: float | None, done: float | None) -> str:
+    if gave_up is None or done is None:
+        return "(outside a request)"
+    return f"{done:.2f} s after the request arrived (Prefect given up at {gave_up:.2f} s)"
 
 
 def _read_run(run_id: str) -> Any:
@@ -143,7 +163,8 @@ def _deliver(migration_id: str, approve: bool, reason: str) -> None:
             lifecycle.abort(migration_id, "migration_cancelled", reason)
         return
     # Within the request's Prefect budget too: past it the decision waits in the database.
-    deadline = time.monotonic() + min(DELIVERY_WAIT_S, remaining_s() or DELIVERY_WAIT_S)
+    left = remaining_s()
+    deadline = time.monotonic() + (DELIVERY_WAIT_S if left is None else min(DELIVERY_WAIT_S, left))
     while True:
         run = _read_run(run_id)
         state = run.state

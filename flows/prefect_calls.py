@@ -35,7 +35,10 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _FIRST_PAUSE_S = 0.1
 _MAX_PAUSE_S = 1.0
 
-_deadline: ContextVar[tuple[float, float] | None] = ContextVar("prefect_deadline", default=None)
+# (deadline, the budget in seconds, when it began), all `time.monotonic()` based.
+_deadline: ContextVar[tuple[float, float, float] | None] = ContextVar(
+    "prefect_deadline", default=None
+)
 
 
 class PrefectUnavailableError(TransientError):
@@ -65,9 +68,10 @@ def prefect_budget(seconds: float | None = None, *, since: float | None = None) 
         from storage.settings import get_settings
 
         seconds = get_settings().prefect_timeout_s
-    at = (time.monotonic() if since is None else since) + seconds - min(1.0, seconds / 10)
+    began = time.monotonic() if since is None else since
+    at = began + seconds - min(1.0, seconds / 10)
     outer = _deadline.get()
-    token = _deadline.set((at, seconds) if outer is None or at < outer[0] else outer)
+    token = _deadline.set((at, seconds, began) if outer is None or at < outer[0] else outer)
     try:
         yield
     finally:
@@ -80,6 +84,12 @@ def remaining_s() -> float | None:
     return None if current is None else current[0] - time.monotonic()
 
 
+def elapsed_s() -> float | None:
+    """Seconds since the current budget began (for a request: since it arrived)."""
+    current = _deadline.get()
+    return None if current is None else time.monotonic() - current[2]
+
+
 class _ServerBusy(Exception):
     """An overloaded answer (503 "database is locked", 502, 504, 429), raised in the transport
     so that Prefect's client does not sleep on it."""
@@ -90,7 +100,16 @@ class _ServerBusy(Exception):
 
 
 class _FailFastTransport(httpx.HTTPTransport):
+    """Each request may take only what is left until the deadline (one call of `fn` makes
+    several: a CSRF token, a lookup, the write), and overloaded answers raise."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__()
+        self.deadline = deadline
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        left = max(0.001, self.deadline - time.monotonic())
+        request.extensions["timeout"] = {"connect": left, "read": left, "write": left, "pool": left}
         response = super().handle_request(request)
         if response.status_code in RETRY_STATUSES:
             response.close()
@@ -123,7 +142,7 @@ def call_prefect(what: str, fn: Callable[[SyncPrefectClient], T]) -> T:
 
     current = _deadline.get()
     assert current is not None
-    deadline, total = current
+    deadline, total, _ = current
     pause, tries = _FIRST_PAUSE_S, 0
     last: BaseException | None = None
     while True:
@@ -133,7 +152,7 @@ def call_prefect(what: str, fn: Callable[[SyncPrefectClient], T]) -> T:
         tries += 1
         try:
             # Our loop does the retrying, inside the budget; Prefect's own would not stop.
-            settings = {"timeout": left, "transport": _FailFastTransport()}
+            settings = {"timeout": left, "transport": _FailFastTransport(deadline)}
             with (
                 temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}),
                 get_client(sync_client=True, httpx_settings=settings) as client,

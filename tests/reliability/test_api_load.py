@@ -21,7 +21,7 @@ import httpx
 import pytest
 from up_process import UpProcess, run_up
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 MIGRATIONS = int(os.environ.get("SHAREMIG_LOAD_MIGRATIONS", "20"))
 POLL_PER_S = 20.0
@@ -69,10 +69,12 @@ class Recorder:
         return resp
 
 
-def _until(check: Callable[[], bool], timeout: float, what: str) -> None:
+def _until(
+    check: Callable[[], bool], timeout: float, what: str, seen: dict[str, Any] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {seen}"
         time.sleep(0.5)
 
 
@@ -149,18 +151,21 @@ def test_concurrent_starts_while_polling_stay_within_the_budget(tmp_path: Path) 
             return None if resp is None else resp.json()["share"]["task_state"]
 
         failed: set[str] = set()
+        last: dict[str, Any] = {}
 
         def all_in(states: set[str], ids: list[str]) -> bool:
             now = {sid: task_state(sid) for sid in ids}
+            last.clear()
+            last.update({sid: s for sid, s in now.items() if s not in states})
             failed.update(sid for sid, s in now.items() if s == "migration_error")
             return all(s in states or sid in failed for sid, s in now.items())
 
-        _until(lambda: all_in({"data_copying_completed"}, started), 600, "phase 1 of all")
+        _until(lambda: all_in({"data_copying_completed"}, started), 900, "phase 1", last)
         for share_id in [sid for sid in started if sid not in failed]:
             body = {"migration_complete": None}
             resp = rec.call("complete", "POST", f"/shares/{share_id}/action", json=body)
             assert resp is not None and resp.status_code == 202, resp and resp.text
-        _until(lambda: all_in({"migration_success"}, started), 600, "every switchover")
+        _until(lambda: all_in({"migration_success"}, started), 600, "switchovers", last)
         errors = {sid: _error(up, sid) for sid in failed}
         took = time.monotonic() - began
         stop.set()
