@@ -13,6 +13,7 @@ connection is not retried: no server listens, and waiting would only hold the cl
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -99,12 +100,26 @@ class _ServerBusy(Exception):
         self.status = status
 
 
+def _tls_context() -> ssl.SSLContext:
+    import certifi
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_TLS_INSECURE_SKIP_VERIFY
+
+    if PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value():
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    return ssl.create_default_context(cafile=PREFECT_API_SSL_CERT_FILE.value() or certifi.where())
+
+
 class _FailFastTransport(httpx.HTTPTransport):
     """Each request may take only what is left until the deadline (one call of `fn` makes
     several: a CSRF token, a lookup, the write), and overloaded answers raise."""
 
     def __init__(self, deadline: float) -> None:
-        super().__init__()
+        # A transport of our own replaces the one Prefect's client would configure: take
+        # over its TLS choices (PREFECT_API_TLS_INSECURE_SKIP_VERIFY, PREFECT_API_SSL_CERT_FILE).
+        super().__init__(verify=_tls_context())
         self.deadline = deadline
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
