@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -21,6 +22,8 @@ class RequestContext:
     caller: TokenInfo
     url_project: str | None
     base_url: str
+    arrived: float = 0.0
+    """`time.monotonic()` when the request reached the shim: time budgets count from it."""
 
     @property
     def is_admin(self) -> bool:
@@ -73,6 +76,7 @@ def _context(request: Request) -> RequestContext:
         caller=state["caller"],
         url_project=state["url_project"],
         base_url=str(request.base_url),
+        arrived=state.get("arrived", time.monotonic()),
     )
 
 

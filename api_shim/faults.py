@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -54,9 +55,17 @@ def fault_name(status: int) -> str:
     return FAULT_NAMES.get(status, "computeFault")
 
 
-def fault_response(status: int, message: str) -> JSONResponse:
+# When a 503 says nothing more precise: long enough for a restart or a burst to pass.
+RETRY_AFTER_S = 5
+
+
+def fault_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
-        {fault_name(status): {"code": status, "message": message}}, status_code=status
+        {fault_name(status): {"code": status, "message": message}},
+        status_code=status,
+        headers=headers,
     )
 
 
@@ -82,9 +91,11 @@ async def _sharemig_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, SharemigError)
     status = status_for(exc)
     message = str(exc)
-    if status == 503:
-        message += " The request was not carried out; retry it once the service is back."
-    return fault_response(status, message)
+    if status != 503:
+        return fault_response(status, message)
+    message += " The request was not carried out; retry it once the service is back."
+    retry_after = math.ceil(getattr(exc, "retry_after_s", RETRY_AFTER_S))
+    return fault_response(status, message, {"Retry-After": str(retry_after)})
 
 
 async def _validation_error(_: Request, exc: Exception) -> Response:

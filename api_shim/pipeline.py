@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable
 
@@ -56,6 +57,7 @@ class ManilaPipeline:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        arrived = time.monotonic()  # a request's time budget counts from here
         request_id = f"req-{uuid.uuid4()}"
         extra = [("x-compute-request-id", request_id), ("x-openstack-request-id", request_id)]
         path: str = scope["path"]
@@ -98,7 +100,11 @@ class ManilaPipeline:
             scope["raw_path"] = scope["path"].encode()
         state = scope.setdefault("state", {})
         state.update(
-            api_version=version, experimental=experimental, caller=caller, url_project=url_project
+            api_version=version,
+            experimental=experimental,
+            caller=caller,
+            url_project=url_project,
+            arrived=arrived,
         )
         await self.app(scope, receive, self._with_headers(send, extra))
 

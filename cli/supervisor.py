@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -17,6 +18,27 @@ import httpx
 
 class StartupError(RuntimeError):
     """A child did not become healthy; the message says which and where its log is."""
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None]:
+    """A `preexec_fn` that makes the child get SIGTERM when the process that forked it dies.
+
+    The kernel fires it when the forking *thread* exits, so children must be started from a
+    thread that lives as long as `up` (its main thread). libc is looked up here, in the
+    parent: between fork and exec the child only calls an already loaded function.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -48,10 +70,15 @@ class Child:
     cwd: Path | None = None
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        # Its own session, so stopping it takes its grandchildren (flow-run processes) too.
+        # Its own session, so stopping it takes its grandchildren too; SIGTERM when `up`
+        # dies, even by SIGKILL (the OOM killer), so no child outlives it for long.
         self.proc = subprocess.Popen(
             list(self.argv),
             stdout=log,
@@ -59,6 +86,7 @@ class Child:
             env=dict(self.env),
             cwd=self.cwd,
             start_new_session=True,
+            preexec_fn=_die_with_parent(),
         )
         log.close()
 
@@ -106,6 +134,17 @@ def pids_with_env(key: str, value: str) -> list[int]:
     return found
 
 
+def describe(pid: int) -> str:
+    """`pid` and its command line, shortened, for messages to an operator."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    except OSError:
+        return f"pid {pid} (gone)"
+    args = [a.decode(errors="replace") for a in argv[:5]]
+    words = [os.path.basename(a) if a.startswith("/") else a for a in args]
+    return f"pid {pid} ({' '.join(words)})"
+
+
 def sweep(key: str, value: str, timeout: float = 10.0) -> list[int]:
     """Stop every process still marked `key=value`; returns the pids that had to be stopped.
 
@@ -116,6 +155,8 @@ def sweep(key: str, value: str, timeout: float = 10.0) -> list[int]:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
+            # A stopped process (SIGSTOP, a debugger) would keep SIGTERM pending forever.
+            os.kill(pid, signal.SIGCONT)
     deadline = time.monotonic() + timeout
     while pids_with_env(key, value) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -13,6 +13,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cli.app import app
@@ -133,6 +134,12 @@ def up(
     )
     stack = Stack(opts, lambda msg: console.print(f"[green]✓[/green] {msg}"))
     refusal = stack.refusal()
+    if stack.orphans_stopped:
+        console.print(
+            f"[yellow]stopped {len(stack.orphans_stopped)} process(es) left running by the "
+            f"previous `sharemig up` on {opts.home}:[/yellow] "
+            + escape(", ".join(stack.orphans_stopped))
+        )
     if refusal:
         err_console.print(f"[red]error:[/red] {refusal}")
         raise typer.Exit(1)

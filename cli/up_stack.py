@@ -21,6 +21,7 @@ import httpx
 
 from cli.endpoints import Endpoints, read_endpoints, write_endpoints
 from cli.supervisor import Child, StartupError, http_ok, port_in_use, sweep
+from cli.up_runfile import UpRun, stop_orphans, write_run
 from storage.errors import NotFoundError
 
 # Every child (and every flow-run process a worker starts) inherits this variable, so a stop
@@ -71,6 +72,8 @@ class Stack:
         self.api_url = f"http://{host}:{opts.api_port}"
         self.logs = opts.home / "logs"
         self._lock: IO[str] | None = None
+        self.orphans_stopped: list[str] = []
+        """Processes a previous `up` on this data dir left running, stopped by `refusal`."""
 
     # ---- before anything starts -------------------------------------------------------
 
@@ -78,7 +81,9 @@ class Stack:
         """Why this `up` must not start (another one runs, a port is taken), or None.
 
         Holds the data dir's lock from here on, so two `up`s started at the same instant on
-        one data dir cannot both pass.
+        one data dir cannot both pass. Holding it proves the last `up` here is gone: whatever
+        it left running (it was killed with no chance to stop its children) is stopped first,
+        so its ports are free again and its flow runs stop writing (recovery resumes them).
         """
         self._lock = (self.opts.home / "up.lock").open("w")
         try:
@@ -93,6 +98,8 @@ class Stack:
                 f"`sharemig up` is already running on {self.opts.home}{where}; "
                 "stop it first (Ctrl-C), or use another --home"
             )
+        self.orphans_stopped = stop_orphans(self.opts.home, MARKER_ENV)
+        write_run(self.opts.home, UpRun(os.getpid(), self.marker))
         wanted = [("API shim", "--api-port", self.opts.api_port)]
         if self.opts.external_prefect_api_url is None:
             wanted.insert(0, ("Prefect server", "--prefect-port", self.opts.prefect_port))

@@ -9,10 +9,19 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
 
+from flows.prefect_calls import (
+    PrefectUnavailableError,
+    api_url,
+    call_prefect,
+    elapsed_s,
+    remaining_s,
+)
 from storage import migration_endings as endings
 from storage import migration_lifecycle as lifecycle
 from storage.db import session_scope
@@ -25,7 +34,9 @@ from storage.migration_admission import (
     admit_complete,
     admit_start,
     read_progress,
+    withdraw_start,
 )
+from storage.shares import get_share
 
 log = logging.getLogger(__name__)
 
@@ -53,44 +64,48 @@ class StartOutcome:
     noop: bool
 
 
-def _api_url() -> str:
-    from prefect.settings import PREFECT_API_URL
-
-    return str(PREFECT_API_URL.value() or "")
-
-
 def create_run(migration_id: str, attempt: str) -> str:
-    """Create a run of the migrate-share deployment without waiting for it to start."""
-    import httpx
-    from prefect.deployments import run_deployment
+    """Create a run of the migrate-share deployment without waiting for it to start.
 
-    url = _api_url()
-    try:
-        httpx.get(f"{url.rstrip('/')}/health", timeout=3.0).raise_for_status()
-        # `_sync=True`: the sync implementation even when a caller has an event loop running.
-        run = cast(Any, run_deployment)(
-            DEPLOYMENT,
+    Within the current Prefect budget (`flows.prefect_calls`); the idempotency key makes a
+    retry, here or by a caller, find the run a lost answer had created instead of a second.
+    """
+    from prefect.states import Scheduled
+
+    def create(client: Any) -> str:
+        deployment = client.read_deployment_by_name(DEPLOYMENT)
+        run = client.create_flow_run_from_deployment(
+            deployment.id,
             parameters={"migration_id": migration_id},
-            timeout=0,
-            as_subflow=False,
+            state=Scheduled(),
             idempotency_key=f"{migration_id}:{attempt}",
-            _sync=True,
         )
-    except Exception as exc:
+        return str(run.id)
+
+    try:
+        return call_prefect("create the migration run", create)
+    except PrefectUnavailableError:
+        raise
+    except Exception as exc:  # no deployment (ObjectNotFound), a refused request, ...
         raise TransientError(
-            f"the Prefect API at {url or '(PREFECT_API_URL unset)'} could not create the "
-            f"migration run ({type(exc).__name__}: {exc}); check that `sharemig up` (or "
+            f"the Prefect API at {api_url() or '(PREFECT_API_URL unset)'} could not create "
+            f"the migration run ({type(exc).__name__}: {exc}); check that `sharemig up` (or "
             "`prefect server start`) is running and the migrate-share deployment is applied, "
             "then start the migration again"
         ) from exc
-    return str(run.id)
 
 
 def start_migration(
     share_id: str, req: StartRequest, *, project_id: str | None = None
 ) -> StartOutcome:
-    """Admit the start (contract §5.2), then create the flow run and return at once."""
+    """Admit the start (contract §5.2), then create the flow run and return at once.
+
+    Either the run exists or the start is undone: when Prefect cannot create the run within
+    the budget the share goes back to what it was (status, task_state, no reservation) and
+    the caller gets the `TransientError` (a 503: retry later).
+    """
     with session_scope() as session:
+        before = get_share(session, share_id, project_id).task_state
         migration = admit_start(session, share_id, req, project_id=project_id)
         migration_id = migration.id if migration is not None else None
     if migration_id is None:
@@ -98,36 +113,68 @@ def start_migration(
     try:
         run_id = create_run(migration_id, "start")
     except TransientError as exc:
-        endings.abort(migration_id, "migration_error", str(exc))
-        raise
+        gave_up = elapsed_s()
+        with session_scope() as session:
+            undone = withdraw_start(session, migration_id, before, str(exc))
+        if undone:
+            log.warning(
+                "start of migration %s (share %s) withdrawn %s: %s",
+                migration_id,
+                share_id,
+                _timing(gave_up, elapsed_s()),
+                exc,
+            )
+            raise
+        # A run created by a request whose answer was lost already picked the migration up.
+        log.warning("start of migration %s: %s, but its run is already working", migration_id, exc)
+        return StartOutcome(migration_id, lifecycle.status(migration_id).flow_run_id, noop=False)
     lifecycle.record_flow_run(migration_id, run_id)
     return StartOutcome(migration_id, run_id, noop=False)
 
 
-def _read_run(run_id: str) -> Any:
-    from prefect import get_client
+def _timing(gave_up: float | None, done: float | None) -> str:
+    if gave_up is None or done is None:
+        return "(outside a request)"
+    return f"{done:.2f} s after the request arrived (Prefect given up at {gave_up:.2f} s)"
 
-    with get_client(sync_client=True) as client:
-        return client.read_flow_run(UUID(run_id))
+
+def _read_run(run_id: str) -> Any:
+    return call_prefect("read the migration's flow run", lambda c: c.read_flow_run(UUID(run_id)))
+
+
+def _resume(run_id: str, approve: bool, reason: str) -> None:
+    """Resume a paused run with the decision; raises when Prefect refuses (it moved on)."""
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.responses import SetStateStatus
+
+    result = call_prefect(
+        "resume the waiting flow run",
+        lambda c: c.resume_flow_run(UUID(run_id), run_input={"approve": approve, "reason": reason}),
+    )
+    if result.status == SetStateStatus.REJECT:
+        failed = result.state is not None and result.state.type == StateType.FAILED
+        raise RuntimeError("the run can no longer be resumed" if failed else str(result.details))
 
 
 def _deliver(migration_id: str, approve: bool, reason: str) -> None:
     """Get the decision (already in the DB) to the run, whatever state it is in."""
-    from prefect.flow_runs import resume_flow_run
-
     run_id = lifecycle.status(migration_id).flow_run_id
     if run_id is None:
         if not approve:
             endings.abort(migration_id, "migration_cancelled", reason)
         return
-    deadline = time.monotonic() + DELIVERY_WAIT_S
+    # Within the request's Prefect budget too: past it the decision waits in the database.
+    left = remaining_s()
+    deadline = time.monotonic() + (DELIVERY_WAIT_S if left is None else min(DELIVERY_WAIT_S, left))
     while True:
         run = _read_run(run_id)
         state = run.state
         if state is not None and state.is_paused():
             try:
-                resume_flow_run(UUID(run_id), run_input={"approve": approve, "reason": reason})
+                _resume(run_id, approve, reason)
                 return
+            except PrefectUnavailableError:
+                raise
             except Exception as exc:  # the run moved on between read and resume
                 log.info("resume of run %s refused (%s); re-reading", run_id, exc)
         elif state is None or state.is_final() or (state.is_scheduled() and not approve):
@@ -159,11 +206,12 @@ def _finish_without_run(
         return
     if not approve:
         if state is not None and state.is_scheduled():
-            from prefect import get_client
             from prefect.states import Cancelled
 
-            with get_client(sync_client=True) as client:
-                client.set_flow_run_state(UUID(run_id), Cancelled(message=reason), force=True)
+            call_prefect(
+                "cancel the scheduled flow run",
+                lambda c: c.set_flow_run_state(UUID(run_id), Cancelled(message=reason), force=True),
+            )
         endings.abort(migration_id, "migration_cancelled", reason)
         return
     new_run = create_run(migration_id, f"resume-{run_id}")
@@ -173,36 +221,66 @@ def _finish_without_run(
 def complete_migration(
     share_id: str, *, project_id: str | None = None, reason: str | None = None
 ) -> None:
-    """Admit `migration_complete`, then resume the waiting run with `approve=True`."""
+    """Admit `migration_complete`, then resume the waiting run with `approve=True`.
+
+    Once admitted the decision is in the database: if Prefect does not answer within the
+    budget it is still carried out (the run reads it, or the recovery pass delivers it to a
+    run waiting for it), so the request is accepted all the same.
+    """
     with session_scope() as session:
         migration_id = admit_complete(session, share_id, project_id=project_id).id
     why = reason or "approved through the API"
     lifecycle.note_reason(migration_id, why)
-    _deliver(migration_id, True, why)
+    with _delivered_later(migration_id):
+        _deliver(migration_id, True, why)
 
 
 def cancel_migration(
     share_id: str, *, project_id: str | None = None, reason: str | None = None
 ) -> None:
     """Admit `migration_cancel`; a waiting run is resumed with `approve=False`, a copying one
-    stops at its next file boundary; either way cleanup ends in `migration_cancelled`."""
+    stops at its next file boundary; either way cleanup ends in `migration_cancelled`.
+    Like a completion, an admitted cancel holds even when Prefect does not answer."""
     with session_scope() as session:
         migration = admit_cancel(session, share_id, project_id=project_id)
         migration_id, task_state = migration.id, _task_state(session, share_id)
     why = reason or "cancelled through the API"
     lifecycle.note_reason(migration_id, why)
-    if task_state in PHASE1_DONE_STATES:
-        _deliver(migration_id, False, why)
+    with _delivered_later(migration_id):
+        if task_state in PHASE1_DONE_STATES:
+            _deliver(migration_id, False, why)
+            return
+        run_id = lifecycle.status(migration_id).flow_run_id
+        run = _read_run(run_id) if run_id else None
+        if run is None or run.state is None or run.state.is_final() or run.state.is_scheduled():
+            _finish_without_run(migration_id, str(run_id), False, why, run.state if run else None)
+
+
+def deliver_decision(migration_id: str) -> None:
+    """Deliver a recorded complete/cancel to the run (the recovery pass calls it for runs
+    that wait while a decision sits in the database)."""
+    status = lifecycle.status(migration_id)
+    if status.requested_action not in ("complete", "cancel") or status.finished:
         return
-    run_id = lifecycle.status(migration_id).flow_run_id
-    run = _read_run(run_id) if run_id else None
-    if run is None or run.state is None or run.state.is_final() or run.state.is_scheduled():
-        _finish_without_run(migration_id, str(run_id), False, why, run.state if run else None)
+    approve = status.requested_action == "complete"
+    fallback = "approved" if approve else "cancelled"
+    _deliver(migration_id, approve, lifecycle.approval_reason(migration_id) or fallback)
+
+
+@contextmanager
+def _delivered_later(migration_id: str) -> Iterator[None]:
+    try:
+        yield
+    except PrefectUnavailableError as exc:
+        log.warning(
+            "migration %s: decision recorded, not yet delivered to its run (%s); the run or "
+            "the next recovery pass of `sharemig up` carries it out",
+            migration_id,
+            exc,
+        )
 
 
 def _task_state(session: Any, share_id: str) -> str | None:
-    from storage.shares import get_share
-
     return get_share(session, share_id).task_state
 
 

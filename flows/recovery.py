@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from flows.control import create_run
+from flows.control import create_run, deliver_decision
 from storage import migration_endings as endings
 from storage import migration_lifecycle as lifecycle
 from storage.errors import InvalidStateError
@@ -86,6 +86,8 @@ def _apply(mig: UnfinishedMigration, state: str | None, grace: timedelta) -> Rec
             endings.abort(mig.id, "migration_cancelled", reason)
         except InvalidStateError:  # switched over already: only forward is left
             action = "resume"
+    if action == "deliver":
+        deliver_decision(mig.id)
     if action == "resume":
         # One recovery run per dead run, however often or concurrently this is called. With
         # no run recorded, the start's own key: a run the starter created just before it

@@ -38,6 +38,9 @@ COPYING_STATES = state.COPYING
 # state is cancellable here. Only the switchover itself cannot be cancelled.
 CANCELLABLE_STATES = state.CANCELLABLE
 TERMINAL_STATES = state.TERMINAL
+# The outcome of a start undone because its flow run could not be created (not a task_state:
+# the share never saw the migration begin).
+WITHDRAWN = "withdrawn"
 
 
 class StartRequest(BaseModel):
@@ -304,6 +307,49 @@ def _begin(
     session.flush()
     session.refresh(share)
     return migration
+
+
+def withdraw_start(
+    session: Session, migration_id: str, previous_task_state: str | None, reason: str
+) -> bool:
+    """Undo an admitted start whose flow run could not be created: the share goes back to
+    `available` with the task_state it had, the migration row ends (`withdrawn`, inactive:
+    its reservation on the destination pool is released).
+
+    The state machine's one move back, allowed only from `migration_starting`, to a state
+    a start may leave, and only while no run has picked the migration up (a run that does
+    later finds it ended and stops). False when a run got there first: the start stands.
+    """
+    if not state.allowed(previous_task_state, TaskState.STARTING):
+        raise InvalidStateError(f"{previous_task_state} is not a state a start leaves")
+    migration = session.get(Migration, migration_id)
+    if migration is None or migration.outcome is not None:
+        return False
+    moved = session.execute(
+        update(Share)
+        .where(
+            Share.id == migration.share_id,
+            Share.status == "migrating",
+            Share.task_state == TaskState.STARTING.value,
+        )
+        .values(status="available", task_state=previous_task_state, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    session.execute(
+        update(Migration)
+        .where(Migration.id == migration_id, Migration.outcome.is_(None))
+        .values(
+            active=False,
+            outcome=WITHDRAWN,
+            error=f"start withdrawn: {reason}"[:4000],
+            finished_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.flush()
+    return True
 
 
 def _request_action(

@@ -21,7 +21,7 @@ from storage.migration_state import TaskState
 from storage.models import Migration, Share
 from storage.models.base import utcnow
 
-Action = Literal["resume", "cancel", "leave"]
+Action = Literal["resume", "cancel", "leave", "deliver"]
 
 # Prefect state types (`StateType` values) a run may be in.
 LIVE_RUN_STATES = frozenset({"SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"})
@@ -75,11 +75,16 @@ def recovery_action(
     now: datetime | None = None,
     grace: timedelta = RUN_CREATION_GRACE,
 ) -> Action:
-    """`resume` (a new run carries it on), `cancel` (abort, source intact) or `leave`.
+    """`resume` (a new run carries it on), `cancel` (abort, source intact), `deliver` (a
+    recorded complete/cancel to the run that waits for it) or `leave`.
 
     `run_state` is the Prefect state type of the migration's run, None when there is no run.
     A cancel request (API, CLI or the Prefect UI) is honoured unless the switchover began.
     """
+    if run_state == "PAUSED" and mig.requested_action in ("complete", "cancel"):
+        # The decision reached the database but not the waiting run (Prefect did not answer
+        # the request that made it): hand it over now.
+        return "deliver"
     if run_state in LIVE_RUN_STATES:
         return "leave"
     if run_state is None and mig.flow_run_id is None:

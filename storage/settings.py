@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     """A failed switchover is tried again up to `switchover_attempts` times within this many
     seconds; then the migration goes back to waiting for approval, source intact."""
 
+    prefect_timeout_s: float = Field(default=10.0, gt=0)
+    """An API request waits at most this long in total for the Prefect API (retries of an
+    overloaded server included); then it gets a 503 with Retry-After and nothing half-done."""
+
     approval_timeout_s: int = 7 * 24 * 3600
     approval_timeout_action: str = "keep_waiting"
     """What happens when nobody approves in time: `keep_waiting` (re-arm the wait) or `cancel`."""

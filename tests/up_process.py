@@ -83,14 +83,30 @@ class UpProcess:
         return self.proc.wait(timeout=timeout)
 
 
+def _published_by(home: Path, pid: int) -> bool:
+    """endpoints.json is there and written by `pid` (a killed `up` leaves its own behind)."""
+    try:
+        return int(json.loads((home / "endpoints.json").read_text())["pid"]) == pid
+    except (OSError, ValueError, KeyError):
+        return False
+
+
 @contextmanager
-def run_up(home: Path) -> Iterator[UpProcess]:
-    """`sharemig up --home HOME` on free ports; yields once endpoints.json is written."""
+def run_up(
+    home: Path,
+    *,
+    ports: tuple[int, int] | None = None,
+    extra_env: dict[str, str] | None = None,
+    log_name: str | None = None,
+) -> Iterator[UpProcess]:
+    """`sharemig up --home HOME` on `ports` (API, Prefect; default: free ones); yields once
+    endpoints.json is written by this `up`."""
     home.mkdir(parents=True, exist_ok=True)
-    api_port, prefect_port = free_port(), free_port()
-    log_path = home.parent / f"{home.name}-up.log"
+    api_port, prefect_port = ports or (free_port(), free_port())
+    log_path = home.parent / (log_name or f"{home.name}-up.log")
     env = user_env(home)
     env["SHAREMIG_WALK_LIMIT_ENTRIES"] = str(WALK_LIMIT)
+    env.update(extra_env or {})
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [
@@ -110,7 +126,7 @@ def run_up(home: Path) -> Iterator[UpProcess]:
     up = UpProcess(proc, home, log_path, api_port, prefect_port)
     try:
         deadline = time.monotonic() + UP_START_S
-        while not (home / "endpoints.json").exists():
+        while not _published_by(home, proc.pid):
             # Not wait_for: it would keep polling a process that already exited.
             assert proc.poll() is None, f"sharemig up exited ({proc.returncode}):\n{up.log()}"
             assert time.monotonic() < deadline, f"no endpoints.json in {UP_START_S}s:\n{up.log()}"

@@ -1,7 +1,8 @@
 """The four migration actions; each checks version, then admin, then hands over to flows.control.
 
 `flows.control` is imported on first use: it brings Prefect in, which the rest of the API
-(versions, shares, types) does not need in order to start serving.
+(versions, shares, types) does not need in order to start serving. Each action that talks to
+Prefect runs under one budget (`SHAREMIG_PREFECT_TIMEOUT_S`): past it, a 503 with Retry-After.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ def start(ctx: RequestContext, share_id: str, value: object) -> Response:
     ctx.require_admin()
     req = parse_start(value)
     from flows import control
+    from flows.prefect_calls import prefect_budget
 
-    outcome = control.start_migration(share_id, req, project_id=ctx.visible_project)
+    with prefect_budget(since=ctx.arrived):
+        outcome = control.start_migration(share_id, req, project_id=ctx.visible_project)
     return Response(status_code=200 if outcome.noop else 202)
 
 
@@ -31,10 +34,12 @@ def complete(ctx: RequestContext, share_id: str, _value: object) -> Response:
     ctx.require(MIGRATION_ACTION, "migration_complete")
     ctx.require_admin()
     from flows import control
+    from flows.prefect_calls import prefect_budget
 
-    control.complete_migration(
-        share_id, project_id=ctx.visible_project, reason=_via(ctx, "migration_complete")
-    )
+    with prefect_budget(since=ctx.arrived):
+        control.complete_migration(
+            share_id, project_id=ctx.visible_project, reason=_via(ctx, "migration_complete")
+        )
     return Response(status_code=202)
 
 
@@ -42,10 +47,12 @@ def cancel(ctx: RequestContext, share_id: str, _value: object) -> Response:
     ctx.require(MIGRATION_ACTION, "migration_cancel")
     ctx.require_admin()
     from flows import control
+    from flows.prefect_calls import prefect_budget
 
-    control.cancel_migration(
-        share_id, project_id=ctx.visible_project, reason=_via(ctx, "migration_cancel")
-    )
+    with prefect_budget(since=ctx.arrived):
+        control.cancel_migration(
+            share_id, project_id=ctx.visible_project, reason=_via(ctx, "migration_cancel")
+        )
     return Response(status_code=202)
 
 

@@ -175,12 +175,10 @@ def test_valid_start_without_prefect_is_503_and_leaves_the_share_usable(
     resp = action(shim, share, start_body(host=dest))
     assert resp.status_code == 503, resp.text
     assert "Prefect" in resp.json()["serviceUnavailable"]["message"]
+    assert int(resp.headers["Retry-After"]) >= 1
+    # Withdrawn, not failed: the share is exactly as it was before the request.
     view = share_view(shim, share)
-    assert (view["status"], view["task_state"], view["host"]) == (
-        "available",
-        "migration_error",
-        host,
-    )
+    assert (view["status"], view["task_state"], view["host"]) == ("available", None, host)
 
 
 # --- §9.4: what each task_state allows --------------------------------------------------------

@@ -29,6 +29,9 @@ def _mig(
         (_mig("data_copying_completed"), "PAUSED", "leave"),
         (_mig("migration_starting"), "SCHEDULED", "leave"),
         (_mig("data_copying_in_progress", requested="cancel"), "CANCELLING", "leave"),
+        # ...but a waiting run gets a decision that reached only the database.
+        (_mig("migration_completing", requested="complete"), "PAUSED", "deliver"),
+        (_mig("data_copying_completed", requested="cancel"), "PAUSED", "deliver"),
         # A dead run: carry the migration on from the database.
         (_mig("data_copying_starting"), "CRASHED", "resume"),
         (_mig("data_copying_in_progress"), "FAILED", "resume"),
