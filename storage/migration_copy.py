@@ -7,6 +7,7 @@ by the database: task_state says which steps are done, the mover's manifest whic
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy.orm import Session
 
 from storage.db import session_scope
-from storage.errors import IncompleteCopyError, PermanentError, classified_os_errors
+from storage.errors import (
+    CapacityError,
+    IncompleteCopyError,
+    PermanentError,
+    classified_os_errors,
+)
 from storage.migration_freeze import freeze_instance, late_write_check
 from storage.migration_lifecycle import (
     PHASE1_DONE,
@@ -210,6 +216,7 @@ def host_copy_round(
         mig = load_migration(s, migration_id)
         job_id = _job_id(mig)
         src, dst = _copy_urls(s, mig)
+        dest_pool = mig.dest_host
     stop = stop_requested(migration_id, db_url=db_url) if stoppable else None
     synced = [0.0]
 
@@ -227,12 +234,27 @@ def host_copy_round(
         scheduler.submit(batches)
         with classified_os_errors("copying the share's batches"):
             scheduler.drain()
+    if any(isinstance(f, CapacityError) for f in scheduler.failures):
+        raise CapacityError(
+            f"migration {migration_id}: the destination pool {dest_pool} is full "
+            f"({_free_space(dst)}; first: {scheduler.errors[0]}); free space on it, or "
+            "cancel and migrate to another pool"
+        )
     if scheduler.errors:
         raise PermanentError(
             f"migration {migration_id}: {len(scheduler.errors)} batch(es) failed "
             f"(first: {scheduler.errors[0]})"
         )
     return sync_copy_progress(migration_id, job_id=job_id, db_url=db_url)
+
+
+def _free_space(url: str) -> str:
+    """ "X MiB free of Y MiB" for a local destination, as the filesystem reports it."""
+    try:
+        usage = shutil.disk_usage(url)
+    except (OSError, ValueError):
+        return "free space unknown"
+    return f"{usage.free >> 20} MiB free of {usage.total >> 20} MiB"
 
 
 def host_finish(migration_id: str, *, final_sync: bool = False, db_url: str | None = None) -> bool:

@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from storage.db import session_scope
 from storage.errors import (
     CancelledError,
+    CapacityError,
     DataIntegrityError,
     NotFoundError,
     PermanentError,
@@ -57,7 +58,8 @@ TRANSIENT_ERRNOS = frozenset(
         errno.ESTALE,
     }
 )
-FATAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+FATAL_ERRNOS = FULL_ERRNOS | {errno.EROFS}
 
 _UPDATE = (
     "UPDATE manifest_entries SET state = ?, src_hash = ?, dst_hash = ?, attempts = ?, error = ? "
@@ -189,6 +191,8 @@ def _classify(exc: OSError, row: FileRow) -> SharemigError | None:
     where = display_path(row.path)
     if exc.errno in TRANSIENT_ERRNOS:
         return TransientError(f"{where}: {exc.strerror or exc}")
+    if exc.errno in FULL_ERRNOS:
+        return CapacityError(f"{where}: {exc.strerror or exc}")
     if exc.errno in FATAL_ERRNOS:
         return PermanentError(f"{where}: {exc.strerror or exc}")
     return None

@@ -42,6 +42,8 @@ class BatchScheduler:
         self.best_percent = 0
         self.results: list[BatchResult] = []
         self.errors: list[str] = []
+        self.failures: list[SharemigError] = []
+        """The batches' lasting errors themselves (their text is in `errors`)."""
         self.running: dict[Future[BatchResult], tuple[int, int]] = {}
         self.submitted: set[int] = set()
 
@@ -124,5 +126,6 @@ class BatchScheduler:
             return True
         if isinstance(exc, SharemigError):
             self.errors.append(f"batch {batch}: {exc}")
+            self.failures.append(exc)
             return False
         raise exc

@@ -5,7 +5,6 @@ in success after retries, or in `migration_error` with the source intact: no byt
 
 from __future__ import annotations
 
-import errno
 import subprocess
 from pathlib import Path
 
@@ -169,6 +168,13 @@ def test_real_full_destination_tmpfs(pools: dict[str, Path], tmp_path: Path) -> 
         from storage import migration_lifecycle as life
 
         error = life.status(mig).error or ""
-        assert "space" in error.lower() or str(errno.ENOSPC) in error, error
+        assert "rel@localfs#small is full" in error and "MiB free of" in error, error
+        assert "No space left on device" in error, error
+        # The partial copy is gone (no file left on the small pool), its reservation too.
+        assert [p for p in small.rglob("*") if not p.is_dir()] == []
+        with session_scope() as s:
+            from storage.pools import allocated_gb
+
+            assert allocated_gb(s).get("rel@localfs#small", 0) == 0
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)

@@ -570,16 +570,20 @@ def test_flow_run_killed_while_frozen_then_cancelled_leaves_the_source_writable(
     expected = content(src)
     start(share_id)
     wait_mid_copy(share_id)
-    assert _writes_refused(src), stack.log_tail("worker", 80)
+    assert _writes_refused(src), "the source is writable while phase 1 copies"
     kill_runs(share_id)
     assert _writes_refused(src), (
         f"the source took a write after its run was killed; frozen now: "
         f"{frozen_under(stack.root)}; migration error: {row(share_id)['mig'].error}"
     )
     assert (src / "link").readlink() == Path("d0/s0/f0000.bin")  # reads still work
-    control.cancel_migration(share_id)  # the run is a corpse: only the request is recorded
-    assert _writes_refused(src)
-    assert recover(share_id) == "cancel"
+    # If the worker already reported the killed run crashed, the cancel cleans up at once;
+    # if not, the run is a corpse to Prefect, only the request is recorded, and recovery
+    # (once the run's lease expired) does the cleanup.
+    control.cancel_migration(share_id)
+    if row(share_id)["mig"].outcome is None:
+        assert _writes_refused(src), "the source was unfrozen before the migration ended"
+        assert recover(share_id) == "cancel"
     end = row(share_id)
     lost = bytes_lost(expected, src)
     record("kill -9 flow run while frozen, then cancel", str(end["task_state"]), lost)
