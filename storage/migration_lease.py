@@ -28,11 +28,13 @@ from storage.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-TAKE_POLL_S = 0.5
 
-
-def _ttl() -> timedelta:
+def lease_ttl() -> timedelta:
+    """How long a run may go without renewing before recovery may call it dead."""
     return timedelta(seconds=max(1.0, get_settings().lease_ttl_s))
+
+
+TAKE_POLL_S = 0.5
 
 
 def take(migration_id: str, owner: str, *, db_url: str | None = None) -> bool:
@@ -50,7 +52,7 @@ def take(migration_id: str, owner: str, *, db_url: str | None = None) -> bool:
                     Migration.lease_expires_at < now,
                 ),
             )
-            .values(lease_owner=owner, lease_expires_at=now + _ttl())
+            .values(lease_owner=owner, lease_expires_at=now + lease_ttl())
             .execution_options(synchronize_session=False)
         )
         return bool(taken.rowcount)  # type: ignore[attr-defined]
@@ -62,7 +64,7 @@ def renew(migration_id: str, owner: str, *, db_url: str | None = None) -> bool:
         renewed = s.execute(
             update(Migration)
             .where(Migration.id == migration_id, Migration.lease_owner == owner)
-            .values(lease_expires_at=utcnow() + _ttl())
+            .values(lease_expires_at=utcnow() + lease_ttl())
             .execution_options(synchronize_session=False)
         )
         return bool(renewed.rowcount)  # type: ignore[attr-defined]
@@ -89,11 +91,6 @@ class LeaseView:
             return False
         current = (now or utcnow()).replace(tzinfo=None)
         return self.expires_at.replace(tzinfo=None) > current
-
-
-def lease_ttl() -> timedelta:
-    """How long a run may go without renewing before recovery may call it dead."""
-    return _ttl()
 
 
 class HeldLease:
@@ -126,14 +123,15 @@ class HeldLease:
         while not self._stop.wait(every):
             try:
                 if not renew(self.migration_id, self.owner, db_url=self._db_url):
-                    log.error("migration %s: lease taken over; run %s stops", *self._ids())
+                    log.error(
+                        "migration %s: lease taken over; run %s stops",
+                        self.migration_id,
+                        self.owner,
+                    )
                     self._lost.set()
                     return
             except Exception as exc:  # the database is away for a moment: try again
                 log.warning("migration %s: lease not renewed (%s)", self.migration_id, exc)
-
-    def _ids(self) -> tuple[str, str]:
-        return self.migration_id, self.owner
 
     def start(self) -> HeldLease:
         """Take the lease, waiting up to one TTL for a previous run to let go of it (the run

@@ -44,7 +44,7 @@ from storage.drivers.localfs_journal import (
     updating_model,
     write_journal,
 )
-from storage.drivers.localfs_paths import pool_root, safe_child
+from storage.drivers.localfs_paths import safe_child, same_driver_root
 from storage.errors import InvalidInputError, InvalidStateError, NotFoundError, PermanentError
 from storage.progress import weighted_percent
 
@@ -53,14 +53,8 @@ _PROGRESS_EVERY_S = 0.5
 
 
 def check_compatibility(source_root: Path, source_location: str, dest: PoolRef) -> Compatibility:
-    if dest.driver != "btrfs":
-        return Compatibility(
-            False,
-            reason=f"destination pool {dest.name} uses the {dest.driver} driver; "
-            "btrfs moves data only between btrfs pools",
-        )
     try:
-        dest_root = pool_root(dest)
+        dest_root = same_driver_root(dest, "btrfs")
     except InvalidInputError as exc:
         return Compatibility(False, reason=str(exc))
     src = safe_child(source_root, source_location)

@@ -34,7 +34,7 @@ from storage.drivers.localfs_journal import (
     updating_journal,
     write_journal,
 )
-from storage.drivers.localfs_paths import pool_root, safe_child, snapshots_dir
+from storage.drivers.localfs_paths import pool_root, safe_child, same_driver_root, snapshots_dir
 from storage.drivers.localfs_sync import copy_tree, forget_jobs, jobs_progress
 from storage.errors import (
     FreezeUnavailableError,
@@ -104,14 +104,8 @@ def _xattrs_supported(root: Path) -> bool:
 
 
 def check_compatibility(source_root: Path, source_location: str, dest: PoolRef) -> Compatibility:
-    if dest.driver != "localfs":
-        return Compatibility(
-            False,
-            reason=f"destination pool {dest.name} uses the {dest.driver} driver; "
-            "localfs moves data only between localfs pools",
-        )
     try:
-        dest_root = pool_root(dest)
+        dest_root = same_driver_root(dest, "localfs")
     except InvalidInputError as exc:
         return Compatibility(False, reason=str(exc))
     src = safe_child(source_root, source_location)

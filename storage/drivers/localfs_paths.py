@@ -30,3 +30,14 @@ def safe_child(base: Path, name: str) -> Path:
 def snapshots_dir(root: Path, location: str) -> Path:
     """The directory holding every snapshot of the instance at `location`."""
     return safe_child(root / SNAPSHOT_DIR, location)
+
+
+def same_driver_root(dest: PoolRef, driver: str) -> Path:
+    """The destination pool's directory for a driver-assisted move between `driver` pools;
+    `InvalidInputError` (the reason a compatibility check gives) for any other pool."""
+    if dest.driver != driver:
+        raise InvalidInputError(
+            f"destination pool {dest.name} uses the {dest.driver} driver; "
+            f"{driver} moves data only between {driver} pools"
+        )
+    return pool_root(dest)
