@@ -22,8 +22,11 @@ POOL_BROKEN = "sharemig@localfs#broken"
 
 
 def gen_tree(target: Path, preset: str = "small") -> None:
+    script = BENCH_KIT / "gen_dataset.py"
+    if not script.is_file():
+        pytest.skip(f"{script} not found (set SHAREMIG_BENCH_KIT to the bench kit directory)")
     subprocess.run(
-        [sys.executable, str(BENCH_KIT / "gen_dataset.py"), str(target), "--preset", preset],
+        [sys.executable, str(script), str(target), "--preset", preset],
         check=True,
         capture_output=True,
     )
