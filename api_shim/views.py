@@ -210,7 +210,7 @@ def pool(p: Pool, allocated_gb: int, *, detail: bool) -> dict[str, object]:
             "driver_handles_share_servers": False,
             "snapshot_support": caps.snapshot_support,
             "create_share_from_snapshot_support": False,
-            "revert_to_snapshot_support": False,
+            "revert_to_snapshot_support": caps.revert_to_snapshot_support,
             "mount_snapshot_support": False,
             "availability_zone": p.availability_zone,
             "enabled": p.enabled,

@@ -31,6 +31,8 @@ def fit(pool: Pool, share_type: ShareType, size_gb: int, free: int, az: str | No
     caps = driver_class(pool.driver).capabilities
     if share_type.spec_bool("snapshot_support") and not caps.snapshot_support:
         return PoolFit(pool, free, f"driver {pool.driver} has no snapshot support")
+    if share_type.spec_bool("revert_to_snapshot_support") and not caps.revert_to_snapshot_support:
+        return PoolFit(pool, free, f"driver {pool.driver} cannot revert to a snapshot")
     backend = share_type.extra_specs.get("share_backend_name")
     if backend and backend != pool.backend:
         return PoolFit(pool, free, f"type wants backend {backend}")

@@ -45,6 +45,8 @@ class DriverCapabilities:
     driver_assisted_migration: bool
     freeze_support: bool = False
     """The pool can refuse writes to an instance while reads go on (`freeze_instance`)."""
+    revert_to_snapshot_support: bool = False
+    """The pool can put an instance back to a snapshot in place, in O(1) (`revert_to_snapshot`)."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,11 @@ class ShareDriver(Protocol):
     def create_snapshot(self, location: str, snapshot_id: str) -> None: ...
 
     def delete_snapshot(self, location: str, snapshot_id: str) -> None: ...
+
+    def revert_to_snapshot(self, location: str, snapshot_id: str) -> None:
+        """Make the instance's data the snapshot's, atomically (a crash leaves the one or the
+        other, and a retry finishes). `InvalidStateError` where
+        `capabilities.revert_to_snapshot_support` is False."""
 
     def list_snapshots(self, location: str) -> list[str]: ...
 

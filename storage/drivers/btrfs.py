@@ -31,7 +31,10 @@ GiB = 1 << 30
 
 class BtrfsDriver:
     capabilities: ClassVar[DriverCapabilities] = DriverCapabilities(
-        snapshot_support=True, driver_assisted_migration=True, freeze_support=True
+        snapshot_support=True,
+        driver_assisted_migration=True,
+        freeze_support=True,
+        revert_to_snapshot_support=True,
     )
 
     def __init__(self, pool: PoolRef) -> None:
@@ -90,8 +93,10 @@ class BtrfsDriver:
         migration.remove_leftovers(self.root, location)
 
     def reclaim_space(self) -> int:
-        # `btrfs subvolume delete` is already O(1) for its caller: the filesystem's cleaner
-        # thread frees the extents in the background. Nothing waits aside.
+        """`btrfs subvolume delete` is already O(1) for its caller and nothing waits aside:
+        the filesystem's cleaner frees the extents. What is left is the deleted subvolumes'
+        qgroups, which older kernels keep as `<stale>`; they are destroyed here."""
+        btrfs_cli.clear_stale_qgroups(self.root)
         return 0
 
     def freeze_instance(self, location: str) -> None:
@@ -144,18 +149,26 @@ class BtrfsDriver:
         )
 
     def revert_to_snapshot(self, location: str, snapshot_id: str) -> None:
-        """Manila's revert: the instance becomes a writable snapshot of the snapshot, in O(1)."""
+        """Manila's revert: the instance becomes a writable snapshot of the snapshot, in O(1).
+
+        Two renames swap it in: a crash between them leaves the new data at `.reverting`,
+        which the retry puts in place; the old data goes last."""
+        path = self.instance_path(location)
+        aside, old = path.with_name(f".{location}.reverting"), path.with_name(f".{location}.old")
+        if not btrfs_cli.is_subvolume(path) and btrfs_cli.is_subvolume(aside):
+            os.rename(aside, path)
         path = self._existing(location)
         snap = self.snapshot_path(location, snapshot_id)
         if not btrfs_cli.is_subvolume(snap):
             raise NotFoundError(f"snapshot {snapshot_id} of {location} is missing")
         limit = btrfs_cli.qgroup_usage(path).limit
-        aside = path.with_name(f".{location}.reverting")
-        btrfs_cli.delete_subvolume(aside)
+        for leftover in (aside, old):
+            btrfs_cli.delete_subvolume(leftover)
         btrfs_cli.snapshot(snap, aside, readonly=False)
         btrfs_cli.set_limit(aside, limit)
-        btrfs_cli.delete_subvolume(path)
+        os.rename(path, old)
         os.rename(aside, path)
+        btrfs_cli.delete_subvolume(old)
 
     def migration_check_compatibility(self, source_location: str, dest: PoolRef) -> Compatibility:
         return migration.check_compatibility(self.root, source_location, dest)

@@ -166,6 +166,36 @@ def sync(path: Path) -> None:
     run(["filesystem", "sync", str(path)], f"committing the filesystem of {path}")
 
 
+def clear_stale_qgroups(path: Path) -> list[str]:
+    """Commit the filesystem of `path` (which wakes the cleaner that drops deleted subvolumes),
+    then destroy the qgroups left behind by deleted subvolumes; the ids destroyed.
+
+    Kernels before 6.x keep a deleted subvolume's qgroup as `<stale>` for ever. One whose
+    subvolume the cleaner has not dropped yet is busy: it is left for the next call.
+    """
+    sync(path)
+    try:
+        proc = subprocess.run(
+            ["btrfs", "qgroup", "clear-stale", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise TransientError(f"clearing stale qgroups of {path} timed out") from None
+    if proc.returncode != 0 and not any(w in proc.stderr for w in _BUSY_WORDS):
+        raise step_error(f"clearing stale qgroups of {path}", proc.stderr or proc.stdout)
+    prefix = "Delete stale qgroup "
+    return [ln[len(prefix) :].strip() for ln in proc.stdout.splitlines() if ln.startswith(prefix)]
+
+
+def stale_qgroups(path: Path) -> list[str]:
+    """The level-0 qgroups of the filesystem of `path` whose subvolume is gone."""
+    out = run(["qgroup", "show", "--raw", str(path)], f"reading qgroups of {path}")
+    return [ln.split()[0] for ln in out.splitlines() if ln.rstrip().endswith("<stale>")]
+
+
 def quota_problem(path: Path) -> str | None:
     """Why qgroups cannot limit a subvolume below `path`, or None when they can."""
     try:

@@ -81,6 +81,11 @@ class FsspecDriver:
             f"pool {self.pool.name} ({self.pool.driver}) has no snapshot support"
         )
 
+    def revert_to_snapshot(self, location: str, snapshot_id: str) -> None:
+        raise InvalidStateError(
+            f"pool {self.pool.name} ({self.pool.driver}) cannot revert an instance in place"
+        )
+
     def list_snapshots(self, location: str) -> list[str]:
         return []
 

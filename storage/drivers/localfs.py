@@ -19,7 +19,7 @@ from storage.drivers.base import (
 )
 from storage.drivers.localfs_paths import DELETED_DIR, pool_root, safe_child, snapshots_dir
 from storage.drivers.localfs_sync import snapshot_tree
-from storage.errors import NotFoundError
+from storage.errors import InvalidStateError, NotFoundError
 
 __all__ = ["LocalFsDriver", "pool_root"]
 
@@ -106,6 +106,11 @@ class LocalFsDriver:
 
     def delete_snapshot(self, location: str, snapshot_id: str) -> None:
         shutil.rmtree(self.snapshot_path(location, snapshot_id), ignore_errors=True)
+
+    def revert_to_snapshot(self, location: str, snapshot_id: str) -> None:
+        raise InvalidStateError(
+            f"pool {self.pool.name} ({self.pool.driver}) cannot revert an instance in place"
+        )
 
     def list_snapshots(self, location: str) -> list[str]:
         base = snapshots_dir(self.root, location)

@@ -86,3 +86,63 @@ def test_capacity_is_capped_at_the_filesystem_size(
         assert pool.capacity_gb == size >> 30
         other = s.get(Pool, "h@lfs#ok")
         assert other is not None and other.capacity_gb == 1
+
+
+def test_reclaim_leaves_no_stale_qgroup_of_a_deleted_share(
+    btrfs_mounts: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A deleted subvolume's qgroup (and its snapshots') must not stay behind as `<stale>`:
+    `qgroup show` would list one per share ever migrated or deleted."""
+    import time
+
+    from drivers_kit import btrfs_pool
+
+    from storage.drivers import btrfs_cli
+    from storage.drivers.registry import get_driver
+
+    drv = get_driver(btrfs_pool("q", btrfs_mounts[0] / tmp_path.name / "pool"))
+    drv.create_instance("share-q", size_gib=1)
+    drv.create_snapshot("share-q", "snap-1")
+    drv.delete_instance("share-q")
+    assert btrfs_cli.stale_qgroups(btrfs_mounts[0])  # what a bare `subvolume delete` leaves
+    # The commit that reclaim forces wakes the cleaner; without it the qgroups would wait for
+    # the next periodic commit (30 s) or, on older kernels, stay for ever.
+    deadline = time.monotonic() + 5
+    while True:
+        drv.reclaim_space()
+        stale = btrfs_cli.stale_qgroups(btrfs_mounts[0])
+        if not stale or time.monotonic() > deadline:
+            break
+    assert stale == []
+
+
+def test_a_revert_cut_between_its_renames_is_finished_by_the_retry(
+    btrfs_mounts: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The state a crash between the two renames leaves: the live data moved to `.old`, the
+    snapshot's copy still at `.reverting`. The share must not be missing for the retry."""
+    import os
+
+    from drivers_kit import btrfs_pool
+
+    from storage.drivers.registry import get_driver
+
+    drv = get_driver(btrfs_pool("r", btrfs_mounts[0] / tmp_path.name / "pool"))
+    drv.create_instance("share-r", size_gib=1)
+    live = Path(drv.instance_url("share-r"))
+    (live / "f").write_text("snapshotted\n")
+    drv.create_snapshot("share-r", "snap-1")
+    (live / "f").write_text("after the snapshot\n")
+    drv.revert_to_snapshot("share-r", "snap-1")
+    assert (live / "f").read_text() == "snapshotted\n"
+
+    (live / "f").write_text("changed again\n")
+    aside, old = live.with_name(".share-r.reverting"), live.with_name(".share-r.old")
+    from storage.drivers import btrfs_cli
+
+    btrfs_cli.snapshot(Path(drv.snapshot_path("share-r", "snap-1")), aside, readonly=False)
+    os.rename(live, old)
+    drv.revert_to_snapshot("share-r", "snap-1")
+    assert (live / "f").read_text() == "snapshotted\n"
+    assert not aside.exists() and not old.exists()
+    assert btrfs_cli.qgroup_usage(live).limit == 1 << 30
