@@ -14,6 +14,7 @@ from api_shim.bodies import JsonObject, RawBody, invalid, manila_bool, member
 from api_shim.context import Ctx, RequestContext, UncheckedCtx
 from api_shim.faults import Fault
 from api_shim.versions import VersionRange, v
+from storage.catalog import get_share_type
 from storage.db import session_scope
 from storage.errors import InvalidStateError
 from storage.models import Share, ShareType
@@ -99,6 +100,9 @@ def create(ctx: Ctx, body: JsonObject) -> JSONResponse:
     if network is not None and not isinstance(network, str):
         raise invalid("share_network_id", network, "share_network_id must be a string or null.")
     with session_scope() as session:
+        if type_ref and not ctx.is_admin:
+            # A private type this project has no access to is "not found", as in Manila.
+            get_share_type(session, type_ref, project_id=ctx.project_id)
         share = create_share(
             session,
             project_id=ctx.project_id,

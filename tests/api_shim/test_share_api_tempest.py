@@ -113,6 +113,9 @@ def test_private_types_with_manilaclient(shim: ShimServer) -> None:
     assert "secret" not in [t.name for t in member.share_types.list()]
     assert "secret" not in [t.name for t in admin.share_types.list(show_all=False)]
     assert "secret" in [t.name for t in admin.share_types.list(show_all=True)]
+    with shim.client("other_member") as c:
+        body = {"share": {"share_proto": "NFS", "size": 1, "share_type": secret.id}}
+        assert_fault(c.post("/v2/other/shares", json=body), 404, says="could not be found")
     admin.share_type_access.add_project_access(secret, "other")
     assert [a.project_id for a in admin.share_type_access.list(secret)] == ["other"]
     assert "secret" in [t.name for t in member.share_types.list()]
