@@ -101,7 +101,7 @@ def update_share_type(
             raise ConflictError(f"Share Type {name} already exists.")
         st.name = name
     if description is not None:
-        st.description = description
+        st.description = description or None  # "" unsets it, as in Manila
     if is_public is not None:
         st.is_public = is_public
     session.flush()

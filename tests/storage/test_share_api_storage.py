@@ -129,8 +129,9 @@ def test_private_types_and_their_access_lists(session: Session) -> None:
     assert "secret" in {
         t.name for t in list_share_types(session, "adm", is_public="all", admin=True)
     }
-    public = update_share_type(session, secret.id, name="open", is_public=True)
-    assert (public.name, public.is_public) == ("open", True)
+    update_share_type(session, secret.id, description="for QA")
+    public = update_share_type(session, secret.id, name="open", is_public=True, description="")
+    assert (public.name, public.is_public, public.description) == ("open", True, None)
     with pytest.raises(ConflictError, match="public share type"):
         add_type_access(session, public.id, "p2")
     with pytest.raises(NotFoundError, match="public share types"):
