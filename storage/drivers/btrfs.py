@@ -81,7 +81,10 @@ class BtrfsDriver:
         btrfs_cli.set_limit(self._existing(location), size_gib * GiB)
 
     def used_bytes(self, location: str) -> int:
-        return btrfs_cli.qgroup_usage(self._existing(location)).referenced
+        # qgroup numbers are per committed transaction: commit first, or recent writes are 0.
+        path = self._existing(location)
+        btrfs_cli.sync(path)
+        return btrfs_cli.qgroup_usage(path).referenced
 
     def create_instance_from_snapshot(
         self, source_location: str, snapshot_id: str, location: str, size_gib: int
