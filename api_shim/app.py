@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api_shim import faults
 from api_shim.pipeline import ManilaPipeline
-from api_shim.routes import access, catalog, root, shares, snapshots
+from api_shim.routes import access, catalog, replicas, root, shares, snapshots
 from storage.tokens import lookup_token
 
 
@@ -32,7 +32,7 @@ def create_app() -> FastAPI:
         openapi_url=None,
     )
     faults.install(app)
-    for module in (root, shares, snapshots, catalog, access):
+    for module in (root, shares, snapshots, catalog, access, replicas):
         app.include_router(module.router)
     app.add_middleware(ManilaPipeline, lookup=lookup_token)
     return app

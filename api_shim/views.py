@@ -136,26 +136,51 @@ def snapshot(ctx: RequestContext, snap: Snapshot, share: Share | None) -> dict[s
     if ctx.at_least("2.17"):
         view["project_id"] = snap.project_id
         view["user_id"] = None
+    if ctx.at_least("2.73"):
+        view["metadata"] = dict(snap.metadata_)
     return view
 
 
+# Manila's INFERRED_OPTIONAL_MAP: what a non-admin sees for optional specs a type leaves unset.
+INFERRED_SPECS = {
+    "snapshot_support": False,
+    "create_share_from_snapshot_support": False,
+    "revert_to_snapshot_support": False,
+    "mount_snapshot_support": False,
+}
+
+
 def share_type(ctx: RequestContext, st: ShareType) -> dict[str, object]:
+    """One type as Manila's view builder trims it; callers add the `volume_type` alias."""
     specs = {k: str(v) for k, v in st.extra_specs.items()}
     required = {"driver_handles_share_servers": specs.get("driver_handles_share_servers", "False")}
+    visible = dict(specs) if ctx.is_admin else dict(required)
+    if not ctx.is_admin:
+        for key in INFERRED_SPECS:
+            if key in specs:
+                visible[key] = specs[key]
     view: dict[str, object] = {
         "id": st.id,
         "name": st.name,
-        "extra_specs": specs if ctx.is_admin else required,
+        "extra_specs": visible,
         "required_extra_specs": required,
-        "os-share-type-access:is_public": st.is_public,
     }
     if ctx.at_least("2.7"):
         view["share_type_access:is_public"] = st.is_public
+    else:
+        view["os-share-type-access:is_public"] = st.is_public
+    if ctx.at_least("2.24") and not ctx.is_admin:
+        for key, default in INFERRED_SPECS.items():
+            visible.setdefault(key, default)  # type: ignore[arg-type]
     if ctx.at_least("2.41"):
         view["description"] = st.description
     if ctx.at_least("2.46"):
         view["is_default"] = st.is_default
     return view
+
+
+def share_type_access(st: ShareType, projects: list[str]) -> dict[str, object]:
+    return {"share_type_access": [{"share_type_id": st.id, "project_id": p} for p in projects]}
 
 
 def share_network(ctx: RequestContext, net: ShareNetwork) -> dict[str, object]:
@@ -209,7 +234,7 @@ def pool(p: Pool, allocated_gb: int, *, detail: bool) -> dict[str, object]:
             "reserved_percentage": 0,
             "driver_handles_share_servers": False,
             "snapshot_support": caps.snapshot_support,
-            "create_share_from_snapshot_support": False,
+            "create_share_from_snapshot_support": caps.create_share_from_snapshot_support,
             "revert_to_snapshot_support": caps.revert_to_snapshot_support,
             "mount_snapshot_support": False,
             "availability_zone": p.availability_zone,

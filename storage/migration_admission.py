@@ -27,7 +27,7 @@ from storage.models import AccessRule, Migration, Pool, Share, ShareNetwork, Sha
 from storage.models.base import utcnow
 from storage.pools import free_gb, lock_pool
 from storage.progress import copy_percent
-from storage.scheduler import fit
+from storage.scheduler import capability_problem, fit
 from storage.shares import BUSY_TASK_STATES, active_instance, get_share, list_snapshots
 
 # The state machine's sets under the names the API and the flows' control module use.
@@ -241,7 +241,12 @@ def admit_start(
 def _check_destination_fits(
     session: Session, share: Share, pool: Pool, share_type: ShareType
 ) -> None:
-    """Step 23 and the scheduler's filters, decided now instead of failing after the 202."""
+    """Step 23 and the scheduler's capacity filter, decided now instead of after the 202.
+
+    A pool whose capabilities do not match the type (share servers, snapshots, backend name)
+    is what Manila's scheduler refuses after the 202, and tempest expects that: such a start
+    is admitted, and its run ends in `migration_error` with the reason (`reserve_destination`).
+    """
     zones = share_type.extra_specs.get("availability_zones")
     if zones and pool.availability_zone not in {z.strip() for z in str(zones).split(",")}:
         raise InvalidInputError(
@@ -251,6 +256,8 @@ def _check_destination_fits(
     # The pool's lock first: two starts that together overcommit it are serialised here, and
     # the loser sees the winner's reservation (its active migration row) in `free_gb`.
     lock_pool(session, pool.name)
+    if capability_problem(pool, share_type):
+        return
     free = free_gb(session, pool) + (share.size if pool.name == share.host else 0)
     verdict = fit(pool, share_type, share.size, free, None)
     if verdict.reason:

@@ -23,19 +23,32 @@ class PoolFit:
     reason: str | None
 
 
+def capability_problem(pool: Pool, share_type: ShareType) -> str | None:
+    """Why the pool's capabilities do not match the type (Manila's capabilities filter)."""
+    if share_type.spec_bool("driver_handles_share_servers"):
+        return "share servers (driver_handles_share_servers) not supported"
+    caps = driver_class(pool.driver).capabilities
+    if share_type.spec_bool("snapshot_support") and not caps.snapshot_support:
+        return f"driver {pool.driver} has no snapshot support"
+    if (
+        share_type.spec_bool("create_share_from_snapshot_support")
+        and not caps.create_share_from_snapshot_support
+    ):
+        return f"driver {pool.driver} cannot create shares from snapshots"
+    if share_type.spec_bool("revert_to_snapshot_support") and not caps.revert_to_snapshot_support:
+        return f"driver {pool.driver} cannot revert to a snapshot"
+    backend = share_type.extra_specs.get("share_backend_name")
+    if backend and backend != pool.backend:
+        return f"type wants backend {backend}"
+    return None
+
+
 def fit(pool: Pool, share_type: ShareType, size_gb: int, free: int, az: str | None) -> PoolFit:
     if not pool.enabled:
         return PoolFit(pool, free, "disabled")
-    if share_type.spec_bool("driver_handles_share_servers"):
-        return PoolFit(pool, free, "share servers (driver_handles_share_servers) not supported")
-    caps = driver_class(pool.driver).capabilities
-    if share_type.spec_bool("snapshot_support") and not caps.snapshot_support:
-        return PoolFit(pool, free, f"driver {pool.driver} has no snapshot support")
-    if share_type.spec_bool("revert_to_snapshot_support") and not caps.revert_to_snapshot_support:
-        return PoolFit(pool, free, f"driver {pool.driver} cannot revert to a snapshot")
-    backend = share_type.extra_specs.get("share_backend_name")
-    if backend and backend != pool.backend:
-        return PoolFit(pool, free, f"type wants backend {backend}")
+    problem = capability_problem(pool, share_type)
+    if problem:
+        return PoolFit(pool, free, problem)
     if az and pool.availability_zone != az:
         return PoolFit(pool, free, f"in zone {pool.availability_zone}, not {az}")
     if free < size_gb:

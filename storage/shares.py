@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from storage import migration_state
 from storage.catalog import ensure_default_share_type, get_share_network, get_share_type
+from storage.drivers.registry import driver_class
 from storage.errors import (
     CapacityError,
     InvalidInputError,
@@ -26,7 +27,20 @@ log = logging.getLogger(__name__)
 BUSY_TASK_STATES = migration_state.BUSY
 # Statuses an admin may force with `reset_status` (Manila's share statuses).
 RESETTABLE_STATUSES = frozenset(
-    {"available", "error", "creating", "deleting", "error_deleting", "migrating", "migrating_to"}
+    {
+        "available",
+        "error",
+        "creating",
+        "deleting",
+        "error_deleting",
+        "migrating",
+        "migrating_to",
+        "extending",
+        "extending_error",
+        "shrinking",
+        "shrinking_error",
+        "shrinking_possible_data_loss_error",
+    }
 )
 ACCESS_LEVELS = ("rw", "ro")
 ACCESS_TYPES = ("ip", "user", "cert", "cephx")
@@ -85,8 +99,12 @@ def create_instance(
     status: str,
     share_type_id: str,
     share_network_id: str | None,
+    from_snapshot: tuple[str, str] | None = None,
 ) -> ShareInstance:
-    """A new instance row plus its data root and export locations on the pool."""
+    """A new instance row plus its data root and export locations on the pool.
+
+    `from_snapshot` (source instance location, snapshot id on the same pool) fills the data
+    root with that snapshot's data instead of leaving it empty."""
     inst = ShareInstance(
         share_id=share.id,
         pool_name=pool_name,
@@ -101,7 +119,10 @@ def create_instance(
     driver = driver_for(session, pool_name)
     # A raw OSError would reach the API as a 500; name the pool so an operator can act.
     with classified_os_errors(f"creating share storage on pool {pool_name}"):
-        driver.create_instance(inst.location, size_gib=share.size)
+        if from_snapshot is None:
+            driver.create_instance(inst.location, size_gib=share.size)
+        else:
+            driver.create_instance_from_snapshot(*from_snapshot, inst.location, share.size)
     for i, path in enumerate(driver.export_locations(inst.location)):
         session.add(ExportLocation(share_instance_id=inst.id, path=path, preferred=i == 0))
     session.flush()
@@ -153,11 +174,20 @@ def create_share(
     is_public: bool = False,
     user_id: str | None = None,
     host: str | None = None,
+    snapshot_id: str | None = None,
 ) -> Share:
-    """Create a share on the best-fitting pool (or on `host`, if it fits)."""
+    """Create a share on the best-fitting pool (or on `host`, if it fits).
+
+    With `snapshot_id` the share starts as a copy of that snapshot, on its parent share's pool
+    (Manila's default placement), of the parent's type unless another is named."""
     check_text_fields(name=name, description=description)
     if size < 1:
         raise InvalidInputError(f"share size must be a positive number of GiB, got {size}")
+    source: tuple[ShareInstance, Snapshot] | None = None
+    if snapshot_id:
+        source = _snapshot_source(session, snapshot_id, project_id, size)
+        host = source[0].pool_name
+        share_type_id = share_type_id or source[0].share_type_id
     share_type = (
         get_share_type(session, share_type_id)
         if share_type_id
@@ -186,6 +216,7 @@ def create_share(
         metadata_=dict(metadata or {}),
         is_public=is_public,
         host=pool.name,
+        snapshot_id=snapshot_id or None,
     )
     session.add(share)
     session.flush()
@@ -196,10 +227,35 @@ def create_share(
         status="available",
         share_type_id=share_type.id,
         share_network_id=share_network_id,
+        from_snapshot=(source[0].location, source[1].id) if source else None,
     )
     share.status = "available"
     session.flush()
     return share
+
+
+def _snapshot_source(
+    session: Session, snapshot_id: str, project_id: str, size: int
+) -> tuple[ShareInstance, Snapshot]:
+    """The parent's active instance and the snapshot a new share is created from."""
+    snap = get_snapshot(session, snapshot_id, project_id)
+    if snap.status != "available":
+        raise InvalidStateError(
+            f"Snapshot {snap.id} status must be 'available', but it is {snap.status!r}."
+        )
+    if size < snap.size:
+        raise InvalidInputError(
+            f"Share size '{size}' must be equal or greater than snapshot size ({snap.size} GiB)."
+        )
+    parent = active_instance(session, get_share(session, snap.share_id))
+    pool = session.get(Pool, parent.pool_name)
+    assert pool is not None  # a foreign key
+    if not driver_class(pool.driver).capabilities.create_share_from_snapshot_support:
+        raise InvalidInputError(
+            f"A new share may not be created from snapshot '{snap.id}': its pool {pool.name} "
+            f"({pool.driver} driver) has no create_share_from_snapshot_support."
+        )
+    return parent, snap
 
 
 def reset_status(session: Session, share_id: str, status: str) -> None:
@@ -251,9 +307,15 @@ def create_snapshot(
     name: str | None = None,
     description: str | None = None,
     project_id: str | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Snapshot:
     check_text_fields(name=name, description=description)
     share = get_share(session, share_id, project_id)
+    if share.task_state in BUSY_TASK_STATES:
+        raise InvalidStateError(
+            f"Share {share_id} is busy with an active task: {share.task_state}; "
+            "snapshots wait until its migration ends."
+        )
     if share.status != "available":
         raise InvalidStateError(f"share {share_id} is {share.status}; snapshots need 'available'")
     inst = active_instance(session, share)
@@ -264,6 +326,7 @@ def create_snapshot(
         description=description,
         size=share.size,
         status="creating",
+        metadata_=dict(metadata or {}),
     )
     session.add(snap)
     session.flush()
@@ -300,6 +363,22 @@ def delete_snapshot(session: Session, snapshot_id: str, project_id: str | None =
     session.flush()
 
 
+def _check_rules_can_change(session: Session, share: Share, verb: str) -> None:
+    """Manila refuses rule changes while the share or one of its copies is not `available`
+    (a migration's destination, a reset status) or a migration task is busy."""
+    if (
+        share.status != "available"
+        or share.task_state in BUSY_TASK_STATES
+        or any(i.status != "available" for i in instances(session, share.id))
+    ):
+        raise InvalidStateError(
+            f"Access rules cannot be {verb} while the share or any of its migration copies is "
+            f"in an invalid state: share {share.id} is {share.status}"
+            + (f" ({share.task_state})" if share.task_state else "")
+            + ". Complete or cancel the migration, or repair the share with reset_status."
+        )
+
+
 def allow_access(
     session: Session,
     share_id: str,
@@ -308,7 +387,7 @@ def allow_access(
     access_level: str = "rw",
     project_id: str | None = None,
 ) -> AccessRule:
-    get_share(session, share_id, project_id)
+    share = get_share(session, share_id, project_id)
     if access_level not in ACCESS_LEVELS:
         raise InvalidInputError(
             f"access_level must be one of {ACCESS_LEVELS}, got {access_level!r}"
@@ -317,6 +396,12 @@ def allow_access(
         raise InvalidInputError(f"access_type must be one of {ACCESS_TYPES}, got {access_type!r}")
     if not access_to:
         raise InvalidInputError("access_to must not be empty")
+    for existing in list_access(session, share_id):
+        if (existing.access_type, existing.access_to) == (access_type, access_to):
+            raise InvalidInputError(
+                f"Share access {access_type}:{access_to} exists already (rule {existing.id})."
+            )
+    _check_rules_can_change(session, share, "applied")
     rule = AccessRule(
         share_id=share_id, access_type=access_type, access_to=access_to, access_level=access_level
     )
@@ -328,10 +413,11 @@ def allow_access(
 def deny_access(
     session: Session, share_id: str, rule_id: str, project_id: str | None = None
 ) -> None:
-    get_share(session, share_id, project_id)
+    share = get_share(session, share_id, project_id)
     rule = session.get(AccessRule, rule_id)
     if rule is None or rule.share_id != share_id:
         raise NotFoundError(f"access rule {rule_id} could not be found")
+    _check_rules_can_change(session, share, "denied")
     session.delete(rule)
     session.flush()
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from starlette.responses import Response
 
-from api_shim.actions import access, admin, migration, revert
+from api_shim.actions import access, admin, migration, resize, revert
 from api_shim.bodies import frame_action
 from api_shim.context import RequestContext
 from api_shim.faults import Fault
@@ -27,6 +27,10 @@ HANDLERS: dict[str, Handler] = {
     "os-deny_access": access.deny_legacy,
     "access_list": access.list_rules,
     "os-access_list": access.list_rules_legacy,
+    "extend": resize.extend,
+    "os-extend": resize.extend_legacy,
+    "shrink": resize.shrink,
+    "os-shrink": resize.shrink_legacy,
     "revert": revert.revert,
 }
 

@@ -14,10 +14,18 @@ from api_shim.bodies import JsonObject, RawBody, invalid, manila_bool, member
 from api_shim.context import Ctx, RequestContext, UncheckedCtx
 from api_shim.faults import Fault
 from api_shim.versions import VersionRange, v
+from storage.catalog import get_share_type
 from storage.db import session_scope
 from storage.errors import InvalidStateError
 from storage.models import Share, ShareType
-from storage.shares import create_share, delete_share, export_locations, get_share, list_shares
+from storage.shares import (
+    create_share,
+    delete_share,
+    export_locations,
+    get_share,
+    get_snapshot,
+    list_shares,
+)
 
 router = APIRouter(prefix="/v2/shares")
 EXPORT_LOCATIONS = (VersionRange(v("2.9")),)
@@ -56,18 +64,27 @@ def _visible(ctx: RequestContext, request: Request, session: Session) -> list[Sh
     return shares[: int(limit)] if limit and limit.isdigit() else shares
 
 
+def _snapshot_size(ctx: RequestContext, snapshot_id: str) -> int:
+    """Manila sizes a share made from a snapshot like the snapshot when no size is given."""
+    with session_scope() as session:
+        return get_snapshot(session, snapshot_id, ctx.visible_project).size
+
+
 @router.post("")
 def create(ctx: Ctx, body: JsonObject) -> JSONResponse:
     spec = member(body, "share", SHARE_EXAMPLE)
     proto, size = spec.get("share_proto"), spec.get("size")
     if not isinstance(proto, str) or not proto:
         raise invalid("share_proto", proto, f"share_proto is required, e.g. {SHARE_EXAMPLE}.")
+    snapshot_id = spec.get("snapshot_id") or None
+    if snapshot_id is not None and not isinstance(snapshot_id, str):
+        raise invalid("snapshot_id", snapshot_id, "snapshot_id must be a snapshot's id.")
     if isinstance(size, str) and size.isdigit():
         size = int(size)
+    if size is None and snapshot_id:
+        size = _snapshot_size(ctx, snapshot_id)
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise invalid("size", size, "Share size must be a whole number of GiB, at least 1.")
-    if spec.get("snapshot_id"):
-        raise Fault(400, "sharemig cannot create a share from a snapshot; omit snapshot_id.")
     metadata = spec.get("metadata")
     metadata = {} if metadata is None else metadata
     if not isinstance(metadata, dict):
@@ -83,6 +100,9 @@ def create(ctx: Ctx, body: JsonObject) -> JSONResponse:
     if network is not None and not isinstance(network, str):
         raise invalid("share_network_id", network, "share_network_id must be a string or null.")
     with session_scope() as session:
+        if type_ref and not ctx.is_admin:
+            # A private type this project has no access to is "not found", as in Manila.
+            get_share_type(session, type_ref, project_id=ctx.project_id)
         share = create_share(
             session,
             project_id=ctx.project_id,
@@ -96,6 +116,7 @@ def create(ctx: Ctx, body: JsonObject) -> JSONResponse:
             availability_zone=text["availability_zone"],  # type: ignore[arg-type]
             metadata=metadata,
             is_public=manila_bool(spec.get("is_public", False), "is_public"),
+            snapshot_id=snapshot_id,
         )
         return JSONResponse({"share": _share_view(ctx, session, share)})
 

@@ -45,6 +45,8 @@ class DriverCapabilities:
     driver_assisted_migration: bool
     freeze_support: bool = False
     """The pool can refuse writes to an instance while reads go on (`freeze_instance`)."""
+    create_share_from_snapshot_support: bool = False
+    """`create_instance_from_snapshot` works (Manila's pool capability of the same name)."""
     revert_to_snapshot_support: bool = False
     """The pool can put an instance back to a snapshot in place, in O(1) (`revert_to_snapshot`)."""
 
@@ -90,6 +92,20 @@ class ShareDriver(Protocol):
         `size_gib` is the share's size: a driver that can enforce it (btrfs: a qgroup limit)
         makes writes past it fail with EDQUOT; the others ignore it.
         """
+
+    def resize_instance(self, location: str, size_gib: int) -> None:
+        """Manila's extend/shrink: enforce the new size where the driver enforces sizes."""
+
+    def used_bytes(self, location: str) -> int:
+        """Bytes the instance's data holds now (what a shrink must not go below)."""
+
+    def create_instance_from_snapshot(
+        self, source_location: str, snapshot_id: str, location: str, size_gib: int
+    ) -> None:
+        """A new instance at `location` holding the snapshot's data. Idempotent.
+
+        Only called where `capabilities.create_share_from_snapshot_support` is True; the
+        snapshot belongs to the instance at `source_location` on this same pool."""
 
     def delete_instance(self, location: str) -> None:
         """Take the instance's data and snapshots out of the pool. Idempotent (absent is fine).

@@ -60,6 +60,20 @@ class FsspecDriver:
     def create_instance(self, location: str, size_gib: int | None = None) -> None:
         self.fs.makedirs(self._path(location), exist_ok=True)
 
+    def resize_instance(self, location: str, size_gib: int) -> None:
+        """An fsspec pool enforces no size; the share's size is bookkeeping here."""
+
+    def used_bytes(self, location: str) -> int:
+        path = self._path(location)
+        return int(self.fs.du(path)) if self.fs.exists(path) else 0
+
+    def create_instance_from_snapshot(
+        self, source_location: str, snapshot_id: str, location: str, size_gib: int
+    ) -> None:
+        raise InvalidStateError(
+            f"pool {self.pool.name} ({self.pool.driver}) has no snapshots to create a share from"
+        )
+
     def delete_instance(self, location: str) -> None:
         # An object store has no O(1) move: the data is removed here.
         if self.fs.exists(self._path(location)):

@@ -18,7 +18,7 @@ from storage.drivers.base import (
     StopCheck,
 )
 from storage.drivers.localfs_paths import DELETED_DIR, pool_root, safe_child, snapshots_dir
-from storage.drivers.localfs_sync import snapshot_tree
+from storage.drivers.localfs_sync import allocated_bytes, snapshot_tree
 from storage.errors import InvalidStateError, NotFoundError
 
 __all__ = ["LocalFsDriver", "pool_root"]
@@ -26,7 +26,10 @@ __all__ = ["LocalFsDriver", "pool_root"]
 
 class LocalFsDriver:
     capabilities: ClassVar[DriverCapabilities] = DriverCapabilities(
-        snapshot_support=True, driver_assisted_migration=True, freeze_support=True
+        snapshot_support=True,
+        driver_assisted_migration=True,
+        freeze_support=True,
+        create_share_from_snapshot_support=True,
     )
 
     def __init__(self, pool: PoolRef) -> None:
@@ -59,6 +62,27 @@ class LocalFsDriver:
 
     def create_instance(self, location: str, size_gib: int | None = None) -> None:
         self.instance_path(location).mkdir(parents=True, exist_ok=True)
+
+    def resize_instance(self, location: str, size_gib: int) -> None:
+        """A directory has no quota of its own: the share's size is the limit callers keep
+        (a shrink is refused below `used_bytes`), so there is nothing to change on disk."""
+
+    def used_bytes(self, location: str) -> int:
+        return allocated_bytes(self.instance_path(location))
+
+    def create_instance_from_snapshot(
+        self, source_location: str, snapshot_id: str, location: str, size_gib: int
+    ) -> None:
+        dst = self.instance_path(location)
+        if dst.exists():
+            return
+        snap = self.snapshot_path(source_location, snapshot_id)
+        if not snap.is_dir():
+            raise NotFoundError(f"snapshot {snapshot_id} of {source_location} is missing")
+        tmp = dst.with_name(f".{dst.name}.partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        snapshot_tree(snap, tmp)
+        tmp.rename(dst)
 
     def delete_instance(self, location: str) -> None:
         self.lift_freeze(location)

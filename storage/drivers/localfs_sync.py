@@ -5,6 +5,7 @@ The driver never copies by itself; every byte it moves goes through `storage.mov
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -51,6 +52,27 @@ def snapshot_tree(src: Path, dst: Path) -> None:
         shutil.rmtree(dst, ignore_errors=True)
         err = proc.stderr.decode(errors="replace").strip().splitlines()
         raise PermanentError(f"snapshot of {src} failed: {'; '.join(err[:3])}")
+
+
+def allocated_bytes(root: Path) -> int:
+    """What `du -s` counts under `root`: allocated blocks, each hard-linked inode once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    stack = [root]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            st = entry.stat(follow_symlinks=False)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_blocks * 512
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+    return total
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.models.base import Base, new_id, utcnow
@@ -51,6 +51,18 @@ class ShareType(Base):
             return value
         text = str(value).strip().lower().removeprefix("<is>").strip()
         return text in {"true", "1", "yes", "on", "t", "y"}
+
+
+class ShareTypeProject(Base):
+    """A project given access to a private share type (Manila's share_type_projects)."""
+
+    __tablename__ = "share_type_projects"
+
+    share_type_id: Mapped[str] = mapped_column(
+        ForeignKey("share_types.id", ondelete="CASCADE"), primary_key=True
+    )
+    project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class ShareNetwork(Base):

@@ -97,6 +97,8 @@ class Snapshot(Base):
     description: Mapped[str | None] = mapped_column(Text, default=None)
     size: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(32), default="creating")
+    metadata_: Mapped[dict[str, str]] = mapped_column("metadata", JSON, default=dict)
+    """Free key/value pairs (Manila 2.73+)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -217,3 +217,32 @@ def test_openstack_cli_cancel_by_name(live_shim: ShimServer) -> None:
 
 
 PHASE1_DONE = ("migration_driver_phase1_done", "data_copying_completed")
+
+
+def test_a_destination_the_scheduler_refuses_is_202_then_migration_error(
+    live_shim: ShimServer,
+) -> None:
+    """tempest's test_migrate_share_change_type_no_valid_host: Manila's API accepts a new type
+    whose share servers no pool provides, and its scheduler then fails the migration."""
+    c = manila(live_shim)
+    share = c.shares.get(new_share(live_shim, "no-valid-host"))
+    dhss = c.share_types.create("needs-servers", True)
+    net = c.share_networks.create(name="for-dhss")
+    resp, _ = c.shares.migration_start(
+        share,
+        other_pool(share.host),
+        False,
+        False,
+        False,
+        False,
+        False,
+        new_share_network_id=net.id,
+        new_share_type_id=dhss.id,
+    )
+    assert resp.status_code == 202
+    failed = wait_state(lambda: c.shares.get(share.id), "migration_error")
+    assert (failed.status, failed.host, failed.share_type) == (
+        "available",
+        share.host,
+        share.share_type,
+    )

@@ -186,3 +186,25 @@ def test_capabilities_match_compatibility_answers(driver: ShareDriver, tmp_path:
         assert answers[0].compatible
         assert not answers[1].compatible
         assert own in answers[1].reason
+
+
+def test_used_bytes_resize_and_share_from_snapshot(driver: ShareDriver) -> None:
+    """What extend/shrink and create-from-snapshot ask of a driver, as its capabilities say."""
+    driver.create_instance("inst-s", size_gib=1)
+    _write(driver, "inst-s", "f.bin", b"x" * 300_000)
+    assert driver.used_bytes("inst-s") >= 300_000
+    driver.resize_instance("inst-s", 2)
+    assert _read(driver, "inst-s", "f.bin") == b"x" * 300_000
+    if not driver.capabilities.create_share_from_snapshot_support:
+        with pytest.raises(InvalidStateError):
+            driver.create_instance_from_snapshot("inst-s", "snap-x", "inst-c", 2)
+        return
+    driver.create_snapshot("inst-s", "snap-1")
+    _write(driver, "inst-s", "f.bin", b"changed")
+    driver.create_instance_from_snapshot("inst-s", "snap-1", "inst-c", 2)
+    driver.create_instance_from_snapshot("inst-s", "snap-1", "inst-c", 2)  # idempotent
+    assert _read(driver, "inst-c", "f.bin") == b"x" * 300_000
+    _write(driver, "inst-c", "new.txt", b"writable")  # a share, not a read-only snapshot
+    assert _read(driver, "inst-s", "f.bin") == b"changed"
+    with pytest.raises(NotFoundError):
+        driver.create_instance_from_snapshot("inst-s", "no-such-snap", "inst-d", 2)
