@@ -26,6 +26,8 @@ class Migration(Base):
     force_host_assisted: Mapped[bool] = mapped_column(default=False)
     new_share_type_id: Mapped[str | None] = mapped_column(String(36), default=None)
     new_share_network_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    rollback_of: Mapped[str | None] = mapped_column(String(36), default=None)
+    """For a rollback: the migration it reverses (its destination is that one's retained source)."""
 
     mechanism: Mapped[str | None] = mapped_column(String(16), default=None)
     """`driver` or `host`, once phase 1 chose."""
