@@ -25,6 +25,7 @@ from storage import migration_lifecycle as lifecycle
 from storage.errors import CancelledError, InvalidStateError, LeaseLostError
 from storage.migration_lease import HeldLease, held
 from storage.migration_lifecycle import MigrationStatus
+from storage.rollback import approved_in_advance
 from storage.settings import get_settings
 from tasks import migration_steps as steps
 
@@ -73,6 +74,8 @@ def _await_decision(migration_id: str, deadline_passed: bool) -> str:
     requested = lifecycle.pending_request(migration_id)
     if requested:
         return requested
+    if approved_in_advance(migration_id):
+        return lifecycle.take_decision(migration_id, True, "rollback: approved by its command")
     if deadline_passed:
         timeout_s = get_settings().approval_timeout_s
         return lifecycle.take_decision(

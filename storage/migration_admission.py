@@ -23,11 +23,20 @@ from storage.errors import (
     NotFoundError,
 )
 from storage.migration_state import TaskState
-from storage.models import AccessRule, Migration, Pool, Share, ShareNetwork, ShareType
+from storage.models import (
+    AccessRule,
+    Migration,
+    Pool,
+    Share,
+    ShareInstance,
+    ShareNetwork,
+    ShareType,
+)
 from storage.models.base import utcnow
 from storage.pools import free_gb, lock_pool
 from storage.progress import copy_percent
 from storage.scheduler import fit
+from storage.settings import get_settings
 from storage.shares import BUSY_TASK_STATES, active_instance, get_share, list_snapshots
 
 # The state machine's sets under the names the API and the flows' control module use.
@@ -235,7 +244,7 @@ def admit_start(
         session.flush()
         return None
     _check_destination_fits(session, share, pool, effective_type)
-    return _begin(session, share, req, effective_type, effective_network)
+    return begin_migration(session, share, req, effective_type, effective_network)
 
 
 def _check_destination_fits(
@@ -260,13 +269,15 @@ def _check_destination_fits(
         )
 
 
-def _begin(
+def begin_migration(
     session: Session,
     share: Share,
     req: StartRequest,
     share_type: ShareType,
     network: str | None,
 ) -> Migration:
+    """Move the share to `migrating` / `migration_starting` (compare-and-set) and add the new
+    active migration row; the caller has checked the request."""
     source = active_instance(session, share)
     moved = session.execute(
         update(Share)
@@ -301,6 +312,7 @@ def _begin(
         force_host_assisted=req.force_host_assisted_migration,
         new_share_type_id=share_type.id if share_type.id != share.share_type_id else None,
         new_share_network_id=network if network != share.share_network_id else None,
+        retain_source_s=get_settings().retain_source_s,
         active=True,
     )
     session.add(migration)
@@ -337,6 +349,10 @@ def withdraw_start(
     )
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         return False
+    if migration.rollback_of is not None and migration.dest_instance_id is not None:
+        retained = session.get(ShareInstance, migration.dest_instance_id)
+        if retained is not None:
+            retained.status = "retained"  # a rollback's destination goes back to waiting
     session.execute(
         update(Migration)
         .where(Migration.id == migration_id, Migration.outcome.is_(None))

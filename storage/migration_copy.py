@@ -186,6 +186,12 @@ def host_plan(
                 )
         job_id = mig.copy_job_id = _job_id(mig)
         src, dst = _copy_urls(s, mig)
+        is_rollback = mig.rollback_of is not None
+    if is_rollback:
+        from storage.rollback import seed_manifest
+
+        with classified_os_errors("comparing the share with its retained instance"):
+            seed_manifest(job_id, src, dst, db_url=db_url)
     prestart(src, dst)
     _repair_destination(migration_id, job_id, dst, db_url)
     with classified_os_errors("walking the source share"):

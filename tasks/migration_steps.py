@@ -6,6 +6,7 @@ result caching (the database, not Prefect, makes the steps idempotent).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from prefect import task
@@ -88,8 +89,8 @@ def switch_to_destination(migration_id: str) -> None:
 
 
 @task(name="delete-source", **_RETRYING)
-def delete_source(migration_id: str) -> None:
-    endings.delete_source(migration_id)
+def delete_source(migration_id: str) -> datetime | None:
+    return endings.delete_source(migration_id)
 
 
 @task(name="finish-success", **_RETRYING)

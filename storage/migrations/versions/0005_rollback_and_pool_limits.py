@@ -22,6 +22,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("retained_until", sa.DateTime(timezone=True), nullable=True))
     with op.batch_alter_table("migrations") as batch:
         batch.add_column(sa.Column("rollback_of", sa.String(length=36), nullable=True))
+        batch.add_column(
+            sa.Column("retain_source_s", sa.Float(), nullable=False, server_default="0")
+        )
     with op.batch_alter_table("pools") as batch:
         batch.add_column(sa.Column("max_concurrent_migrations", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("bandwidth_limit_bytes", sa.BigInteger(), nullable=True))
@@ -40,6 +43,7 @@ def downgrade() -> None:
         batch.drop_column("bandwidth_limit_bytes")
         batch.drop_column("max_concurrent_migrations")
     with op.batch_alter_table("migrations") as batch:
+        batch.drop_column("retain_source_s")
         batch.drop_column("rollback_of")
     with op.batch_alter_table("share_instances") as batch:
         batch.drop_column("retained_until")
