@@ -480,6 +480,7 @@ def read_progress(session: Session, share_id: str, *, project_id: str | None) ->
         computed = 100
         if current in PHASE1_DONE_STATES and migration.error:
             details = {"switchover_error": migration.error}
+    details.update(_sharemig_details(session, share, migration, current))
     total = max(computed, migration.progress)
     if total > migration.progress:
         session.execute(
@@ -489,6 +490,38 @@ def read_progress(session: Session, share_id: str, *, project_id: str | None) ->
             .execution_options(synchronize_session=False)
         )
     return ProgressView(total, share.task_state, details)
+
+
+def _sharemig_details(
+    session: Session, share: Share, migration: Migration, current: str
+) -> dict[str, object]:
+    """sharemig's own `details` keys (2.59+): a queued start, a retained old instance."""
+    from storage.pool_limits import queued_on
+    from storage.retention import aware, retained_instance
+
+    extra: dict[str, object] = {}
+    if current in STARTING_STATES:
+        full = queued_on(session, migration)
+        if full:
+            extra["sharemig_queued"] = (
+                "waiting for a migration slot on "
+                + ", ".join(full)
+                + " (max_concurrent_migrations)"
+            )
+    kept = retained_instance(session, share.id)
+    if kept is not None:
+        extra["sharemig_retained_instance"] = {
+            "id": kept.id,
+            "pool": kept.pool_name,
+            "retained_until": (
+                aware(kept.retained_until).isoformat(timespec="seconds")
+                if kept.retained_until
+                else None
+            ),
+        }
+    if migration.rollback_of:
+        extra["sharemig_rollback_of"] = migration.rollback_of
+    return extra
 
 
 def reset_task_state(session: Session, share_id: str, value: str | None) -> None:

@@ -232,7 +232,10 @@ def host_copy_round(
             synced[0] = now
             sync_copy_progress(migration_id, job_id=job_id, db_url=db_url)
 
-    with open_pool(src, dst) as pool:
+    from storage.pool_limits import migration_budget
+
+    budget = migration_budget(migration_id, db_url=db_url)
+    with open_pool(src, dst, budget=budget, db_url=db_url) as pool:
         scheduler = BatchScheduler(job_id, db_url, pool, progress, stop)
         batches = host_plan(
             migration_id, final_sync=final_sync, on_batches=scheduler.submit, db_url=db_url

@@ -30,7 +30,12 @@ _RETRYING: dict[str, Any] = {
 
 @task(name="begin", **_RETRYING)
 def begin(migration_id: str, flow_run_id: str | None) -> MigrationStatus:
-    return lifecycle.begin(migration_id, flow_run_id)
+    return lifecycle.begin(migration_id, flow_run_id, advance=False)
+
+
+@task(name="advance-start", **_RETRYING)
+def advance_start(migration_id: str) -> None:
+    lifecycle.advance_start(migration_id)
 
 
 @task(name="reserve-destination", **_RETRYING)
