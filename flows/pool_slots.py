@@ -24,8 +24,9 @@ from storage.pool_limits import PoolLimit, migration_pools
 
 LEASE_S = 60.0
 """A slot's lease (renewed by the holder); how long a crashed run keeps a pool's slot."""
-TRY_S = 5.0
-"""How long one try to take the slots waits before the queued run checks for a cancel."""
+TRY_S = 30.0
+"""How long one try to take the slots waits before the queued run checks for a cancel (each
+timed-out try costs an ERROR line from Prefect's concurrency service in the run's log)."""
 
 
 def _limited(migration_id: str) -> list[PoolLimit]:

@@ -44,16 +44,16 @@ def _share_with_files(count: int, size: int) -> Any:
 
 
 def _task_runs(flow_run_id: str, name: str) -> list[Any]:
+    """The flow run's task runs of the task `name` (Prefect names each run `name-<suffix>`)."""
     from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, TaskRunFilter
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     with get_client(sync_client=True) as client:
-        return list(
-            client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id={"any_": [UUID(flow_run_id)]}),
-                task_run_filter=TaskRunFilter(name={"any_": [name]}),
-            )
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])),
+            limit=200,
         )
+    return [t for t in runs if t.name == name or t.name.startswith(f"{name}-")]
 
 
 def _window(flow_run_id: str, first: str, last: str) -> tuple[datetime, datetime]:
