@@ -1,4 +1,5 @@
-"""`sharemig migrate / status / approve / reject / cancel / shares`: migrations from a shell.
+"""`sharemig migrate / status / approve / reject / cancel / rollback / shares`: migrations
+from a shell.
 
 Every action goes through `flows.control`, the same door the Manila API shim uses.
 """
@@ -41,6 +42,7 @@ def _ready() -> None:
 def _share_rows(share_id: str | None) -> list[dict[str, Any]]:
     from storage.db import session_scope
     from storage.migration_admission import active_migration
+    from storage.retention import aware, retained_instance
     from storage.shares import get_share, list_shares
 
     with session_scope() as s:
@@ -48,6 +50,7 @@ def _share_rows(share_id: str | None) -> list[dict[str, Any]]:
         rows = []
         for share in shares:
             mig = active_migration(s, share.id)
+            kept = retained_instance(s, share.id)
             rows.append(
                 {
                     "id": share.id,
@@ -59,6 +62,12 @@ def _share_rows(share_id: str | None) -> list[dict[str, Any]]:
                     "destination": mig.dest_host if mig else None,
                     "mechanism": mig.mechanism if mig else None,
                     "flow_run_id": mig.flow_run_id if mig else None,
+                    "retained_on": kept.pool_name if kept else None,
+                    "retained_until": (
+                        aware(kept.retained_until).isoformat(timespec="seconds")
+                        if kept and kept.retained_until
+                        else None
+                    ),
                 }
             )
         return rows
@@ -194,6 +203,33 @@ def cancel(share: str = typer.Argument(..., help="Share id.")) -> None:
     console.print(f"cancel of {share}'s migration requested")
 
 
+@app.command("rollback")
+def rollback(
+    share: str = typer.Argument(..., help="Share id."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Move SHARE back onto the instance its last switchover retained (within the window
+    SHAREMIG_RETAIN_SOURCE_S set): only what changed since is copied back, verified, then
+    switched. The command is the approval: there is no wait for `approve`."""
+    with friendly_errors():
+        _ready()
+        from flows.control import start_rollback
+
+        outcome = start_rollback(share)
+    result = {
+        "share_id": share,
+        "migration_id": outcome.migration_id,
+        "flow_run_id": outcome.flow_run_id,
+    }
+    if json_out:
+        print_json(result)
+        return
+    console.print(
+        f"rollback {outcome.migration_id} of share {share} started (flow run "
+        f"{outcome.flow_run_id}); watch it with `sharemig status {share} --watch`"
+    )
+
+
 @app.command("shares")
 def shares(json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts.")) -> None:
     """List shares with their pool and migration state."""
@@ -204,4 +240,6 @@ def shares(json_out: bool = typer.Option(False, "--json", help="Print JSON for s
         print_json(rows)
         return
     cols = ["id", "name", "size_gb", "status", "task_state", "host"]
+    if any(r["retained_on"] for r in rows):
+        cols += ["retained_on", "retained_until"]
     print_table("shares", cols, [[r[c] for c in cols] for r in rows])

@@ -29,6 +29,8 @@ def pools(json_out: bool = typer.Option(False, "--json", help="Print JSON for sc
                     "allocated_gb": allocated.get(p.name, 0),
                     "free_gb": p.capacity_gb - allocated.get(p.name, 0),
                     "enabled": p.enabled,
+                    "max_concurrent_migrations": p.max_concurrent_migrations,
+                    "bandwidth_limit_bytes": p.bandwidth_limit_bytes,
                 }
                 for p in session.query(Pool).order_by(Pool.name)
             ]
@@ -36,4 +38,6 @@ def pools(json_out: bool = typer.Option(False, "--json", help="Print JSON for sc
         print_json(rows)
         return
     cols = ["name", "driver", "url", "capacity_gb", "allocated_gb", "free_gb", "enabled"]
-    print_table("pools", cols, [[r[c] for c in cols] for r in rows])
+    cols += ["max_concurrent_migrations", "bandwidth_limit_bytes"]
+    headers = [*cols[:-2], "max_migrations", "bandwidth_B/s"]
+    print_table("pools", headers, [[r[c] for c in cols] for r in rows])

@@ -54,6 +54,7 @@ __all__ = [
     "migration_progress",
     "reject_migration",
     "start_migration",
+    "start_rollback",
 ]
 
 
@@ -110,6 +111,10 @@ def start_migration(
         migration_id = migration.id if migration is not None else None
     if migration_id is None:
         return StartOutcome(None, None, noop=True)
+    return _create_or_withdraw(share_id, migration_id, before)
+
+
+def _create_or_withdraw(share_id: str, migration_id: str, before: str | None) -> StartOutcome:
     try:
         run_id = create_run(migration_id, "start")
     except TransientError as exc:
@@ -130,6 +135,18 @@ def start_migration(
         return StartOutcome(migration_id, lifecycle.status(migration_id).flow_run_id, noop=False)
     lifecycle.record_flow_run(migration_id, run_id)
     return StartOutcome(migration_id, run_id, noop=False)
+
+
+def start_rollback(share_id: str, *, project_id: str | None = None) -> StartOutcome:
+    """Admit a rollback (`storage.rollback`: refused with the reason, nothing changed, when
+    it cannot run), then create its migrate-share run; undone like a start when Prefect
+    cannot create the run."""
+    from storage.rollback import admit_rollback
+
+    with session_scope() as session:
+        before = get_share(session, share_id, project_id).task_state
+        migration_id = admit_rollback(session, share_id, project_id=project_id).id
+    return _create_or_withdraw(share_id, migration_id, before)
 
 
 def _timing(gave_up: float | None, done: float | None) -> str:

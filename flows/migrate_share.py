@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any, cast
 
@@ -19,12 +20,14 @@ from prefect.input import RunInput
 from prefect.states import Cancelled, Failed
 
 from flows.copy_phase import ProgressArtifact, copy_until_verified
+from flows.pool_slots import pool_slots
 from flows.switchover import switchover
 from storage import migration_endings as endings
 from storage import migration_lifecycle as lifecycle
 from storage.errors import CancelledError, InvalidStateError, LeaseLostError
 from storage.migration_lease import HeldLease, held
 from storage.migration_lifecycle import MigrationStatus
+from storage.rollback import approved_in_advance
 from storage.settings import get_settings
 from tasks import migration_steps as steps
 
@@ -73,6 +76,8 @@ def _await_decision(migration_id: str, deadline_passed: bool) -> str:
     requested = lifecycle.pending_request(migration_id)
     if requested:
         return requested
+    if approved_in_advance(migration_id):
+        return lifecycle.take_decision(migration_id, True, "rollback: approved by its command")
     if deadline_passed:
         timeout_s = get_settings().approval_timeout_s
         return lifecycle.take_decision(
@@ -156,6 +161,15 @@ def migrate_share(migration_id: str, approval_deadline_passed: bool = False) -> 
 
 
 def _work(
+    migration_id: str, current: MigrationStatus, deadline_passed: bool, lease: HeldLease
+) -> str:
+    # The deadline run only rejects: it moves no data and needs no pool slot.
+    with nullcontext() if deadline_passed else pool_slots(migration_id):
+        steps.advance_start(migration_id)
+        return _move_and_switch(migration_id, current, deadline_passed, lease)
+
+
+def _move_and_switch(
     migration_id: str, current: MigrationStatus, deadline_passed: bool, lease: HeldLease
 ) -> str:
     log = get_run_logger()

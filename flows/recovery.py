@@ -33,6 +33,7 @@ from storage.migration_recovery import (
     run_is_orphaned,
     unfinished_migrations,
 )
+from storage.retention import expire_retained
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ def recover_migrations(*, run_creation_grace: timedelta = RUN_CREATION_GRACE) ->
         done.append(_apply(mig, state, run_creation_grace))
     for instance_id in lift_stale_freezes():
         log.warning("share instance %s was left frozen by an ended migration; lifted", instance_id)
+    for instance_id in expire_retained():
+        log.warning("retained instance %s expired without its expiry run; deleted", instance_id)
     if freed := endings.reclaim_deleted():
         log.info("freed the space of %d deleted share instance(s) left by ended runs", freed)
     return done

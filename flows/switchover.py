@@ -13,6 +13,7 @@ import time
 from prefect import flow, get_run_logger
 
 from flows.copy_phase import ProgressArtifact, copy_until_verified
+from flows.retention import schedule_expiry
 from storage.errors import CancelledError, SharemigError
 from storage.settings import get_settings
 from tasks import migration_steps as steps
@@ -35,7 +36,8 @@ def _prepare(migration_id: str, mechanism: str) -> None:
 @flow(name="switchover", log_prints=False, persist_result=False)
 def switchover(migration_id: str, mechanism: str) -> str | None:
     """Final sync (tried again on failure), then ONE transaction makes the destination
-    instance the share's, the source instance is deleted, `migration_success`.
+    instance the share's, the source instance is deleted (or retained for a rollback, with
+    an expiry run scheduled at its deadline), `migration_success`.
 
     Returns None on success, or why the switchover gave up (the caller goes back to waiting).
     """
@@ -57,7 +59,9 @@ def switchover(migration_id: str, mechanism: str) -> str | None:
                 return failure
             time.sleep(RETRY_PAUSE_S)
     steps.switch_to_destination(migration_id)
-    steps.delete_source(migration_id)
+    retained_until = steps.delete_source(migration_id)
     steps.finish_success(migration_id)
+    if retained_until is not None:
+        schedule_expiry(migration_id, retained_until)
     steps.reclaim_deleted()  # after the success: clients need not wait on the old copy's removal
     return None

@@ -99,3 +99,8 @@ def classified_os_errors(what: str) -> Iterator[None]:
         if exc.errno in _FULL_ERRNOS:
             raise CapacityError(f"{text}; free space on the pool or choose another") from exc
         raise PermanentError(text) from exc
+
+
+class RollbackRefusedError(InvalidInputError):
+    """`sharemig rollback` cannot run now (no retained instance, window closed, share busy);
+    nothing was changed."""

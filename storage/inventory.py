@@ -27,6 +27,10 @@ class PoolSpec(BaseModel):
     availability_zone: str = "nova"
     enabled: bool = True
     options: dict[str, Any] = Field(default_factory=dict)
+    max_concurrent_migrations: int | None = Field(default=None, gt=0, strict=True)
+    """Migrations moving data from or to this pool at once; later starts queue."""
+    bandwidth_limit_bytes: int | None = Field(default=None, gt=0, strict=True)
+    """Bytes/s shared by every migration reading from or writing to this pool."""
 
     @field_validator("name")
     @classmethod
@@ -140,6 +144,8 @@ def sync_inventory(session: Session, inventory: Inventory) -> list[str]:
             spec.enabled,
             dict(spec.options),
         )
+        pool.max_concurrent_migrations = spec.max_concurrent_migrations
+        pool.bandwidth_limit_bytes = spec.bandwidth_limit_bytes
         session.add(pool)
     for gone in existing.values():
         gone.enabled = False

@@ -23,11 +23,20 @@ from storage.errors import (
     NotFoundError,
 )
 from storage.migration_state import TaskState
-from storage.models import AccessRule, Migration, Pool, Share, ShareNetwork, ShareType
+from storage.models import (
+    AccessRule,
+    Migration,
+    Pool,
+    Share,
+    ShareInstance,
+    ShareNetwork,
+    ShareType,
+)
 from storage.models.base import utcnow
 from storage.pools import free_gb, lock_pool
 from storage.progress import copy_percent
 from storage.scheduler import capability_problem, fit
+from storage.settings import get_settings
 from storage.shares import BUSY_TASK_STATES, active_instance, get_share, list_snapshots
 
 # The state machine's sets under the names the API and the flows' control module use.
@@ -235,7 +244,7 @@ def admit_start(
         session.flush()
         return None
     _check_destination_fits(session, share, pool, effective_type)
-    return _begin(session, share, req, effective_type, effective_network)
+    return begin_migration(session, share, req, effective_type, effective_network)
 
 
 def _check_destination_fits(
@@ -267,13 +276,15 @@ def _check_destination_fits(
         )
 
 
-def _begin(
+def begin_migration(
     session: Session,
     share: Share,
     req: StartRequest,
     share_type: ShareType,
     network: str | None,
 ) -> Migration:
+    """Move the share to `migrating` / `migration_starting` (compare-and-set) and add the new
+    active migration row; the caller has checked the request."""
     source = active_instance(session, share)
     moved = session.execute(
         update(Share)
@@ -308,6 +319,7 @@ def _begin(
         force_host_assisted=req.force_host_assisted_migration,
         new_share_type_id=share_type.id if share_type.id != share.share_type_id else None,
         new_share_network_id=network if network != share.share_network_id else None,
+        retain_source_s=get_settings().retain_source_s,
         active=True,
     )
     session.add(migration)
@@ -344,6 +356,10 @@ def withdraw_start(
     )
     if moved.rowcount != 1:  # type: ignore[attr-defined]
         return False
+    if migration.rollback_of is not None and migration.dest_instance_id is not None:
+        retained = session.get(ShareInstance, migration.dest_instance_id)
+        if retained is not None:
+            retained.status = "retained"  # a rollback's destination goes back to waiting
     session.execute(
         update(Migration)
         .where(Migration.id == migration_id, Migration.outcome.is_(None))
@@ -471,6 +487,7 @@ def read_progress(session: Session, share_id: str, *, project_id: str | None) ->
         computed = 100
         if current in PHASE1_DONE_STATES and migration.error:
             details = {"switchover_error": migration.error}
+    details.update(_sharemig_details(session, share, migration, current))
     total = max(computed, migration.progress)
     if total > migration.progress:
         session.execute(
@@ -480,6 +497,38 @@ def read_progress(session: Session, share_id: str, *, project_id: str | None) ->
             .execution_options(synchronize_session=False)
         )
     return ProgressView(total, share.task_state, details)
+
+
+def _sharemig_details(
+    session: Session, share: Share, migration: Migration, current: str
+) -> dict[str, object]:
+    """sharemig's own `details` keys (2.59+): a queued start, a retained old instance."""
+    from storage.pool_limits import queued_on
+    from storage.retention import aware, retained_instance
+
+    extra: dict[str, object] = {}
+    if current in STARTING_STATES:
+        full = queued_on(session, migration)
+        if full:
+            extra["sharemig_queued"] = (
+                "waiting for a migration slot on "
+                + ", ".join(full)
+                + " (max_concurrent_migrations)"
+            )
+    kept = retained_instance(session, share.id)
+    if kept is not None:
+        extra["sharemig_retained_instance"] = {
+            "id": kept.id,
+            "pool": kept.pool_name,
+            "retained_until": (
+                aware(kept.retained_until).isoformat(timespec="seconds")
+                if kept.retained_until
+                else None
+            ),
+        }
+    if migration.rollback_of:
+        extra["sharemig_rollback_of"] = migration.rollback_of
+    return extra
 
 
 def reset_task_state(session: Session, share_id: str, value: str | None) -> None:

@@ -186,6 +186,12 @@ def host_plan(
                 )
         job_id = mig.copy_job_id = _job_id(mig)
         src, dst = _copy_urls(s, mig)
+        is_rollback = mig.rollback_of is not None
+    if is_rollback:
+        from storage.rollback import seed_manifest
+
+        with classified_os_errors("comparing the share with its retained instance"):
+            seed_manifest(job_id, src, dst, db_url=db_url)
     prestart(src, dst)
     _repair_destination(migration_id, job_id, dst, db_url)
     with classified_os_errors("walking the source share"):
@@ -226,7 +232,10 @@ def host_copy_round(
             synced[0] = now
             sync_copy_progress(migration_id, job_id=job_id, db_url=db_url)
 
-    with open_pool(src, dst) as pool:
+    from storage.pool_limits import migration_budget
+
+    budget = migration_budget(migration_id, db_url=db_url)
+    with open_pool(src, dst, budget=budget, db_url=db_url) as pool:
         scheduler = BatchScheduler(job_id, db_url, pool, progress, stop)
         batches = host_plan(
             migration_id, final_sync=final_sync, on_batches=scheduler.submit, db_url=db_url

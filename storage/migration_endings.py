@@ -8,6 +8,7 @@ forward (abort and back-to-waiting refuse from there).
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,7 @@ from storage.migration_state import TaskState
 from storage.models import Migration, Share, ShareInstance
 from storage.models.base import utcnow
 from storage.pools import driver_for, get_pool
+from storage.retention import RETAINED, retain_instance
 from storage.shares import delete_instance, get_share, reclaim_space
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ def switch_to_destination(migration_id: str, *, db_url: str | None = None) -> No
             source.status = "inactive"  # still frozen: `delete_source` lifts it, then deletes
         pool = get_pool(s, dest.pool_name)
         dest.status = "available"
+        dest.retained_until = None  # a rollback's destination was a retained instance
         share.host = pool.name
         share.availability_zone = pool.availability_zone
         share.share_type_id = dest.share_type_id
@@ -85,20 +88,29 @@ def return_to_waiting(migration_id: str, reason: str, *, db_url: str | None = No
         return True
 
 
-def delete_source(migration_id: str, *, db_url: str | None = None) -> None:
-    """Remove the retired source instance (data and rows); nothing left is fine."""
+def delete_source(migration_id: str, *, db_url: str | None = None) -> datetime | None:
+    """Remove the retired source instance (data and rows); nothing left is fine.
+
+    With a rollback window (`SHAREMIG_RETAIN_SOURCE_S`, recorded at the start) it is kept
+    instead, unfrozen, and the deadline is returned; a rollback's own source (the instance it
+    moved away from) is always deleted."""
     with session_scope(db_url) as s:
         mig = load_migration(s, migration_id)
         source = s.get(ShareInstance, mig.source_instance_id)
         if source is None:
-            return
+            return None
+        if source.status == RETAINED:
+            return source.retained_until
         if source.status != "inactive":
             raise InvalidStateError(
                 f"source instance {source.id} is {source.status}; only a retired one is deleted"
             )
         lift_instance(s, source)
+        if mig.retain_source_s > 0 and mig.rollback_of is None:
+            return retain_instance(s, source, mig.retain_source_s)
         with classified_os_errors(f"deleting the source instance on {source.pool_name}"):
             delete_instance(s, source, reclaim=False)
+        return None
 
 
 def reclaim_deleted(*, db_url: str | None = None) -> int:
@@ -185,7 +197,9 @@ def abort(migration_id: str, outcome: str, reason: str, *, db_url: str | None = 
     with session_scope(db_url) as s:
         mig = load_migration(s, migration_id)
         dest = s.get(ShareInstance, mig.dest_instance_id) if mig.dest_instance_id else None
-        if dest is not None:
+        if dest is not None and mig.rollback_of is not None:
+            dest.status = RETAINED  # a rollback's destination is the retained instance: kept
+        elif dest is not None:
             delete_instance(s, dest)
         source = s.get(ShareInstance, mig.source_instance_id)
         if source is not None:

@@ -123,18 +123,29 @@ def set_task_state(migration_id: str, target: TaskState, *, db_url: str | None =
 
 
 def begin(
-    migration_id: str, flow_run_id: str | None, *, db_url: str | None = None
+    migration_id: str, flow_run_id: str | None, *, advance: bool = True, db_url: str | None = None
 ) -> MigrationStatus:
-    """A run picked the migration up: record the run, `migration_starting` -> `in_progress`."""
+    """A run picked the migration up: record the run, `migration_starting` -> `in_progress`
+    (with `advance=False` the share stays starting: queued for a pool's slot, see
+    `advance_start`)."""
     with session_scope(db_url) as s:
         mig = load_migration(s, migration_id)
         share = get_share(s, mig.share_id)
         if flow_run_id and mig.outcome is None:
             mig.flow_run_id = flow_run_id
-        if mig.outcome is None and share.task_state == TaskState.STARTING:
+        if advance and mig.outcome is None and share.task_state == TaskState.STARTING:
             state.move(share, TaskState.IN_PROGRESS)
         s.flush()
         return _status(mig, share)
+
+
+def advance_start(migration_id: str, *, db_url: str | None = None) -> None:
+    """The run may move data now: `migration_starting` -> `migration_in_progress`."""
+    with session_scope(db_url) as s:
+        mig = load_migration(s, migration_id)
+        share = get_share(s, mig.share_id)
+        if mig.outcome is None and share.task_state == TaskState.STARTING:
+            state.move(share, TaskState.IN_PROGRESS)
 
 
 def record_flow_run(migration_id: str, flow_run_id: str, *, db_url: str | None = None) -> None:

@@ -12,7 +12,8 @@ from storage.models import Migration, Pool, Share, ShareInstance
 from storage.models.base import utcnow
 
 # Instances that hold space on their pool (a migration destination reserves it up front).
-_ALLOCATING = ("creating", "available", "migrating", "migrating_to", "error")
+# A `retained` instance (the rollback window, `storage.retention`) is charged until it expires.
+_ALLOCATING = ("creating", "available", "migrating", "migrating_to", "error", "retained")
 
 
 def pool_ref(pool: Pool) -> PoolRef:

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     """At most this many source entries per second are walked while planning: caps the
     metadata load (stat, readdir) a migration puts on a filer that clients are still using."""
 
+    retain_source_s: float = Field(default=0, ge=0)
+    """The rollback window: a successful switchover keeps the old instance this many seconds
+    for `sharemig rollback` (0: delete it at once)."""
+
     switchover_attempts: int = 3
     switchover_window_s: int = 600
     lease_ttl_s: float = 30.0

@@ -86,7 +86,7 @@ def instances(session: Session, share_id: str) -> list[ShareInstance]:
 def active_instance(session: Session, share: Share) -> ShareInstance:
     """The instance that is the share (not a migration destination, not retired)."""
     for inst in instances(session, share.id):
-        if inst.status not in ("migrating_to", "inactive", "deleting"):
+        if inst.status not in ("migrating_to", "inactive", "deleting", "retained"):
             return inst
     raise NotFoundError(f"share {share.id} has no active instance")
 

@@ -6,6 +6,7 @@ result caching (the database, not Prefect, makes the steps idempotent).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from prefect import task
@@ -29,7 +30,12 @@ _RETRYING: dict[str, Any] = {
 
 @task(name="begin", **_RETRYING)
 def begin(migration_id: str, flow_run_id: str | None) -> MigrationStatus:
-    return lifecycle.begin(migration_id, flow_run_id)
+    return lifecycle.begin(migration_id, flow_run_id, advance=False)
+
+
+@task(name="advance-start", **_RETRYING)
+def advance_start(migration_id: str) -> None:
+    lifecycle.advance_start(migration_id)
 
 
 @task(name="reserve-destination", **_RETRYING)
@@ -88,8 +94,8 @@ def switch_to_destination(migration_id: str) -> None:
 
 
 @task(name="delete-source", **_RETRYING)
-def delete_source(migration_id: str) -> None:
-    endings.delete_source(migration_id)
+def delete_source(migration_id: str) -> datetime | None:
+    return endings.delete_source(migration_id)
 
 
 @task(name="finish-success", **_RETRYING)

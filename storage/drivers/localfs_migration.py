@@ -190,7 +190,14 @@ def continue_(
     if journal.state != "started":
         return True
     if journal.mode == "copy":
-        copy_tree(s.src, s.dst, job_id(ref.migration_id, "instance"), db_url, should_stop)
+        copy_tree(
+            s.src,
+            s.dst,
+            job_id(ref.migration_id, "instance"),
+            db_url,
+            should_stop,
+            migration_id=ref.migration_id,
+        )
         for sid in journal.snapshot_ids:
             copy_tree(
                 s.src_snaps / sid,
@@ -198,6 +205,7 @@ def continue_(
                 job_id(ref.migration_id, f"snapshot/{sid}"),
                 db_url,
                 should_stop,
+                migration_id=ref.migration_id,
             )
     with updating_journal(s.journal) as j:
         if j.state == "started":
@@ -247,7 +255,7 @@ def _final_sync(
     # The first pass copies what changed since phase 1; a pass that copies nothing proves the
     # destination equals the frozen source.
     for _ in range(FINAL_SYNC_PASSES):
-        if copy_tree(s.src, s.dst, jid, db_url, should_stop):
+        if copy_tree(s.src, s.dst, jid, db_url, should_stop, migration_id=ref.migration_id):
             return
     raise PermanentError(
         f"the source {s.src} kept changing after it was frozen ({FINAL_SYNC_PASSES} sync "

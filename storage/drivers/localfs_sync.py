@@ -16,7 +16,13 @@ from storage.errors import DataIntegrityError, NotFoundError, PermanentError
 
 
 def copy_tree(
-    src: Path, dst: Path, job_id: str, db_url: str | None, should_stop: StopCheck | None
+    src: Path,
+    dst: Path,
+    job_id: str,
+    db_url: str | None,
+    should_stop: StopCheck | None,
+    *,
+    migration_id: str | None = None,
 ) -> bool:
     """Copy (or resume, or re-sync) `src` into `dst` with the mover; True if `dst` now equals
     `src` as walked by this pass (nothing had to be copied or removed, nothing changed under it).
@@ -26,8 +32,13 @@ def copy_tree(
     (the source is writable in phase 1); files that do not verify are an error.
     """
     from storage.mover import run_copy
+    from storage.pool_limits import migration_budget
 
-    summary = run_copy(str(src), str(dst), job_id=job_id, db_url=db_url, should_stop=should_stop)
+    # The pools' shared bandwidth budgets apply to a driver's copy as to the host's.
+    budget = migration_budget(migration_id, db_url=db_url) if migration_id else ()
+    summary = run_copy(
+        str(src), str(dst), job_id=job_id, db_url=db_url, should_stop=should_stop, budget=budget
+    )
     if summary.failed:
         names = ", ".join(summary.failed[:5])
         raise DataIntegrityError(f"copy {src} -> {dst} did not verify: {names}")

@@ -1,7 +1,13 @@
 """SQLAlchemy models: the durable truth for everything a client can ask."""
 
 from storage.models.base import Base, new_id, utcnow
-from storage.models.catalog import Pool, ShareNetwork, ShareType, ShareTypeProject
+from storage.models.catalog import (
+    Pool,
+    PoolBandwidth,
+    ShareNetwork,
+    ShareType,
+    ShareTypeProject,
+)
 from storage.models.manifest import CopyJob, ManifestEntry
 from storage.models.migration import Migration
 from storage.models.share import AccessRule, ExportLocation, Share, ShareInstance, Snapshot
@@ -14,6 +20,7 @@ __all__ = [
     "ManifestEntry",
     "Migration",
     "Pool",
+    "PoolBandwidth",
     "Share",
     "ShareInstance",
     "ShareNetwork",

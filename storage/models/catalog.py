@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, String
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.models.base import Base, new_id, utcnow
@@ -25,6 +25,10 @@ class Pool(Base):
     availability_zone: Mapped[str] = mapped_column(String(255), default="nova")
     options: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
     enabled: Mapped[bool] = mapped_column(default=True)
+    max_concurrent_migrations: Mapped[int | None] = mapped_column(default=None)
+    """At most this many migrations moving data from or to the pool at once (None: no cap)."""
+    bandwidth_limit_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    """Bytes/s shared by every migration reading from or writing to the pool (None: no budget)."""
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     @property
@@ -73,3 +77,15 @@ class ShareNetwork(Base):
     name: Mapped[str | None] = mapped_column(String(255), default=None)
     description: Mapped[str | None] = mapped_column(String(255), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PoolBandwidth(Base):
+    """A pool's bandwidth token bucket, shared by every process and host copying through it
+    (`storage.mover.pool_budget`)."""
+
+    __tablename__ = "pool_bandwidth"
+
+    pool_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    stamp: Mapped[float] = mapped_column(Float)
+    """Wall-clock time (s) of the last refill: hosts share it, so their clocks must agree."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text
+from sqlalchemy import BigInteger, Float, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storage.models.base import Base, new_id, utcnow
@@ -26,6 +26,12 @@ class Migration(Base):
     force_host_assisted: Mapped[bool] = mapped_column(default=False)
     new_share_type_id: Mapped[str | None] = mapped_column(String(36), default=None)
     new_share_network_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    rollback_of: Mapped[str | None] = mapped_column(String(36), default=None)
+    """For a rollback: the migration it reverses (its destination is that one's retained source)."""
+    retain_source_s: Mapped[float] = mapped_column(Float, default=0, server_default="0")
+    """The rollback window (`SHAREMIG_RETAIN_SOURCE_S` of the process that admitted the
+    start): the switchover keeps the source this long. Recorded at the start, so the worker
+    that runs the switchover days later applies the window the operator asked for."""
 
     mechanism: Mapped[str | None] = mapped_column(String(16), default=None)
     """`driver` or `host`, once phase 1 chose."""

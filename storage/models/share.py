@@ -59,6 +59,9 @@ class ShareInstance(Base):
     """Set while a host-assisted copy runs: the source's rules are cast to read-only."""
     frozen_at_ns: Mapped[int | None] = mapped_column(BigInteger, default=None)
     """When the pool's driver froze this instance (writes refused); None when not frozen."""
+    retained_until: Mapped[datetime | None] = mapped_column(default=None)
+    """A switchover's old instance kept for `sharemig rollback` (status `retained`) until then;
+    not exported, still charged to its pool."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

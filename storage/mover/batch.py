@@ -32,7 +32,7 @@ from storage.mover.local_copy import FileRow, LocalCopier, SourceChanged, ram_ba
 from storage.mover.plan import CHANGED, DONE, FAILED, PLANNED, SKIPPED, J, T, display_path
 from storage.mover.results import BatchResult
 from storage.mover.sql import executemany, fetchall
-from storage.mover.throttle import Throttle
+from storage.mover.throttle import Pacer
 from storage.mover.walk import DIR, FILE, SYMLINK
 from storage.settings import get_settings
 
@@ -246,7 +246,7 @@ def copy_batch(
     *,
     db_url: str | None = None,
     should_stop: Callable[[], bool] | None = None,
-    throttle: Throttle | None = None,
+    throttle: Pacer | None = None,
     verify_from_device: bool | None = None,
 ) -> BatchResult:
     """Copy and verify the entries of one batch that are not verified yet.

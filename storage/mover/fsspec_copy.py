@@ -17,7 +17,7 @@ import xxhash
 from storage.errors import CancelledError
 from storage.mover.endpoints import Endpoint
 from storage.mover.local_copy import BUF_SIZE, STOP_CHECK_BYTES, FileRow, SourceChanged
-from storage.mover.throttle import Throttle
+from storage.mover.throttle import Pacer
 
 OBJECT_STORES = frozenset({"s3", "s3a", "gcs", "gs", "az", "abfs", "adl", "oss"})
 
@@ -34,7 +34,7 @@ class StreamCopier:
         source: Endpoint,
         dest: Endpoint,
         *,
-        throttle: Throttle | None = None,
+        throttle: Pacer | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
         self.source = source

@@ -26,7 +26,7 @@ from typing import TypeVar
 import xxhash
 
 from storage.errors import CancelledError
-from storage.mover.throttle import Throttle
+from storage.mover.throttle import Pacer
 
 BUF_SIZE = 1 << 20
 STOP_CHECK_BYTES = 32 << 20
@@ -226,7 +226,7 @@ class LocalCopier:
         src_root: bytes,
         dst_root: bytes,
         *,
-        throttle: Throttle | None = None,
+        throttle: Pacer | None = None,
         should_stop: Callable[[], bool] | None = None,
         verify_from_device: bool = True,
     ) -> None:

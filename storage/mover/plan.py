@@ -132,7 +132,7 @@ _ROW_COLS = (
     "state",
     "attempts",
 )
-_INSERT = (
+INSERT_ENTRY = (
     f"INSERT INTO manifest_entries (job_id, path, path_key, {', '.join(_ROW_COLS)}) "
     f"VALUES (?, ?, ?, {', '.join('?' for _ in _ROW_COLS)})"
 )
@@ -228,7 +228,7 @@ class _Planner:
             else:
                 requeue.append((*values, old.id))
             self.totals.count(e, PLANNED, batch)
-        executemany(session, _INSERT, inserts)
+        executemany(session, INSERT_ENTRY, inserts)
         executemany(session, _SEEN, seen)
         executemany(session, _REQUEUE, requeue)
         self._write_counters(session)

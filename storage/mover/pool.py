@@ -24,32 +24,47 @@ from storage.db import dispose_engines
 from storage.mover.batch import copy_batch
 from storage.mover.endpoints import open_endpoint
 from storage.mover.local_copy import ram_backed
+from storage.mover.pool_budget import BudgetSpec, PoolBudget
 from storage.mover.results import BatchResult
-from storage.mover.throttle import Throttle
+from storage.mover.throttle import Pacer, Throttle, combined
 from storage.mover.worker_main import MAIN_ENV
 from storage.settings import get_settings, reset_settings
 
 POLL_SECONDS = 0.25
 
 _stop_event: Any = None
-_throttle: Throttle | None = None
+_throttle: Pacer | None = None
+
+
+def _pacer(limit: int | None, budget: tuple[BudgetSpec, ...], db_url: str | None) -> Pacer | None:
+    """This copier's own limit, and the pools' shared budgets."""
+    return combined(
+        Throttle(limit) if limit else None, PoolBudget(budget, db_url) if budget else None
+    )
 
 
 def _child_should_stop() -> bool:
     return bool(_stop_event is not None and _stop_event.is_set())
 
 
-def _child_init(event: Any, env: dict[str, str], limit: int | None) -> None:
-    """Take the caller's `SHAREMIG_*` settings (a forkserver kept the environment it had) and
-    this worker's share of the bandwidth limit, for every batch it will copy."""
+def _child_init(
+    event: Any,
+    env: dict[str, str],
+    limit: int | None,
+    budget: tuple[BudgetSpec, ...] = (),
+    db_url: str | None = None,
+) -> None:
+    """Take the caller's `SHAREMIG_*` settings (a forkserver kept the environment it had),
+    this worker's share of the bandwidth limit and the pools' shared budgets, for every batch
+    it will copy."""
     global _stop_event, _throttle
     _stop_event = event
-    _throttle = Throttle(limit) if limit else None
     for key in [k for k in os.environ if k.startswith("SHAREMIG_")]:
         del os.environ[key]
     os.environ.update(env)
     reset_settings()
     dispose_engines()
+    _throttle = _pacer(limit, budget, db_url)
 
 
 def _child_copy(job_id: str, batch: int, db_url: str | None) -> BatchResult:
@@ -104,13 +119,23 @@ class BatchPool:
     """
 
     def __init__(
-        self, workers: int, *, processes: bool, bandwidth_limit: int | None = None
+        self,
+        workers: int,
+        *,
+        processes: bool,
+        bandwidth_limit: int | None = None,
+        budget: tuple[BudgetSpec, ...] = (),
+        db_url: str | None = None,
     ) -> None:
         self.workers = max(1, workers)
         self.processes = processes
         self.limit = bandwidth_limit // self.workers if bandwidth_limit else None
         """Each worker process's share of the limit."""
-        self.throttle = Throttle(bandwidth_limit) if bandwidth_limit else None
+        self.budget = budget
+        """The pools' shared budgets (`storage.mover.pool_budget`): every worker takes from
+        the same buckets, so they need no splitting."""
+        self.db_url = db_url
+        self.throttle = _pacer(bandwidth_limit, budget, db_url)
         """The whole limit, shared by thread workers and batches run in this process."""
         self._pool: Executor | None = None
         self._event: Any = None
@@ -129,7 +154,7 @@ class BatchPool:
                         self.workers,
                         mp_context=ctx,
                         initializer=_child_init,
-                        initargs=(self._event, env, self.limit),
+                        initargs=(self._event, env, self.limit, self.budget, self.db_url),
                     )
                 else:
                     self._pool = ThreadPoolExecutor(
@@ -182,9 +207,12 @@ def open_pool(
     *,
     workers: int | None = None,
     bandwidth_limit: int | None = None,
+    budget: tuple[BudgetSpec, ...] = (),
+    db_url: str | None = None,
 ) -> BatchPool:
     """The pool for copying `source_url` to `dest_url`: `settings.copy_workers` processes for
-    local pairs (at most one per core into RAM), as many threads otherwise."""
+    local pairs (at most one per core into RAM), as many threads otherwise. `budget`: the
+    pools' shared bandwidth budgets this copy takes from."""
     settings = get_settings()
     dest = open_endpoint(dest_url)
     processes = open_endpoint(source_url).local and dest.local and hasattr(os, "fork")
@@ -197,4 +225,6 @@ def open_pool(
             workers = min(workers, os.cpu_count() or 1)
     if bandwidth_limit is None:
         bandwidth_limit = settings.bandwidth_limit_bytes
-    return BatchPool(workers, processes=processes, bandwidth_limit=bandwidth_limit)
+    return BatchPool(
+        workers, processes=processes, bandwidth_limit=bandwidth_limit, budget=budget, db_url=db_url
+    )

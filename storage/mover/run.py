@@ -14,6 +14,7 @@ from storage.mover.endpoints import normalize_url
 from storage.mover.finish import finish_copy
 from storage.mover.plan import default_job_id, pending_batches, plan_copy
 from storage.mover.pool import open_pool, prestart
+from storage.mover.pool_budget import BudgetSpec
 from storage.mover.progress import job_progress
 from storage.mover.results import CopySummary, Progress
 from storage.mover.schedule import BatchScheduler
@@ -32,12 +33,20 @@ def run_copy(
     progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     bandwidth_limit: int | None = None,
+    budget: tuple[BudgetSpec, ...] = (),
 ) -> CopySummary:
     """Plan, copy and verify every batch, finish. A re-run with the same URLs resumes the
     same job (verified files are not copied again) and syncs what changed since."""
     started = time.perf_counter()
     job_id = job_id or default_job_id(source_url, dest_url)
-    pool = open_pool(source_url, dest_url, workers=workers, bandwidth_limit=bandwidth_limit)
+    pool = open_pool(
+        source_url,
+        dest_url,
+        workers=workers,
+        bandwidth_limit=bandwidth_limit,
+        budget=budget,
+        db_url=db_url,
+    )
     if pool.processes and pool.workers > 1:
         prestart(source_url, dest_url)
     source_url, dest_url = normalize_url(source_url), normalize_url(dest_url)

@@ -5,6 +5,32 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Protocol
+
+
+class Pacer(Protocol):
+    """Anything that sleeps the caller when it is ahead of a rate (`Throttle`, `PoolBudget`)."""
+
+    def consume(self, units: int) -> None: ...
+
+
+class AllOf:
+    """Several pacers at once: the copy goes at the slowest one's rate."""
+
+    def __init__(self, *pacers: Pacer) -> None:
+        self.pacers = pacers
+
+    def consume(self, units: int) -> None:
+        for pacer in self.pacers:
+            pacer.consume(units)
+
+
+def combined(*pacers: Pacer | None) -> Pacer | None:
+    """One pacer for those given (None when there is none)."""
+    present = [p for p in pacers if p is not None]
+    if not present:
+        return None
+    return present[0] if len(present) == 1 else AllOf(*present)
 
 
 class Throttle:

@@ -18,7 +18,13 @@ def test_every_key_is_known_and_every_entrypoint_imports() -> None:
 
     project = load_project()
     names = {d.name for d in project.deployments}
-    assert names == {"migrate-share", "evacuate-pool", "rebalance-pools"}
+    assert names == {
+        "migrate-share",
+        "evacuate-pool",
+        "rebalance-pools",
+        "rollback-share",
+        "expire-retained",
+    }
     for spec in project.deployments:
         flow: Any = load_flow_from_entrypoint(spec.entrypoint)
         params = inspect.signature(flow.fn).parameters
@@ -28,6 +34,8 @@ def test_every_key_is_known_and_every_entrypoint_imports() -> None:
             assert required == {"migration_id"}
         elif spec.name == "evacuate-pool":
             assert required == {"pool"}
+        elif spec.name == "rollback-share":
+            assert required == {"share_id"}
         else:
             assert required <= set(spec.parameters)
         assert flow.name == spec.name, "deployments are addressed as <flow>/<deployment>"

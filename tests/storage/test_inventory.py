@@ -76,3 +76,31 @@ def test_duplicate_pool_names_are_refused() -> None:
     entry = "  - name: h@b#p\n    driver: localfs\n    url: file:///x\n    capacity_gb: 1\n"
     with pytest.raises(InventoryError, match="repeated: h@b#p"):
         parse_inventory("pools:\n" + entry + entry)
+
+
+_POOL = "pools:\n  - name: h@b#p\n    driver: localfs\n    url: file:///x\n    capacity_gb: 3\n"
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("max_concurrent_migrations: 0", "pools.yaml:6: pools[0].max_concurrent_migrations: "),
+        ("max_concurrent_migrations: -2", "Input should be greater than 0"),
+        ("max_concurrent_migrations: 1.5", "pools.yaml:6: pools[0].max_concurrent_migrations"),
+        ('max_concurrent_migrations: "2"', "Input should be a valid integer"),
+        ("max_concurrent_migrations: yes", "Input should be a valid integer"),
+        ("bandwidth_limit_bytes: 0", "pools.yaml:6: pools[0].bandwidth_limit_bytes: "),
+    ],
+)
+def test_pool_limits_must_be_positive_integers(line: str, expected: str) -> None:
+    with pytest.raises(InventoryError) as info:
+        parse_inventory(_POOL + f"    {line}\n")
+    assert expected in str(info.value)
+
+
+def test_pool_limits_sync_into_the_database(session: Session) -> None:
+    text = _POOL + "    max_concurrent_migrations: 1\n    bandwidth_limit_bytes: 500000\n"
+    sync_inventory(session, parse_inventory(text))
+    pool = session.get(Pool, "h@b#p")
+    assert pool is not None
+    assert (pool.max_concurrent_migrations, pool.bandwidth_limit_bytes) == (1, 500000)
