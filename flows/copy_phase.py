@@ -12,9 +12,11 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import wait
 
 from storage import migration_lifecycle as lifecycle
+from storage.copy_pace import migration_pace
 from storage.errors import CancelledError, IncompleteCopyError
 from storage.migration_copy import unverified_entries
 from storage.migration_lifecycle import MigrationStatus, status
+from storage.progress import Rate
 from tasks import migration_steps as steps
 
 PROGRESS_EVERY_S = 1.0
@@ -51,11 +53,22 @@ class ProgressArtifact:
         cast(Any, update_progress_artifact)(
             self._id,
             progress=float(st.percent),
-            description=(
-                f"{self._what}: {st.files_verified}/{st.files_planned} files, "
-                f"{st.bytes_verified}/{st.bytes_planned} bytes verified"
-            ),
+            description=describe(self._what, st, migration_pace(self._migration_id)),
         )
+
+
+def describe(what: str, st: MigrationStatus, rate: Rate) -> str:
+    """The artifact's text: counters, then the same rates and ETA as the API's `details`."""
+    text = (
+        f"{what}: {st.files_verified}/{st.files_planned} files, "
+        f"{st.bytes_verified}/{st.bytes_planned} bytes verified"
+    )
+    shown = rate.as_details()
+    if shown["bytes_per_second"] is not None:
+        text += f"; {shown['bytes_per_second']} bytes/s, {shown['files_per_second']} files/s"
+    if shown["eta_seconds"] is not None:
+        text += f"; ETA {shown['eta_seconds']} s"
+    return text
 
 
 def copy_round(

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from storage import migration_state as state
 from storage.catalog import get_share_type
+from storage.copy_pace import pace
 from storage.errors import (
     ConflictError,
     InvalidInputError,
@@ -453,6 +454,7 @@ def read_progress(session: Session, share_id: str, *, project_id: str | None) ->
             "files_verified": migration.files_verified,
             "bytes_total": migration.bytes_planned,
             "bytes_verified": migration.bytes_verified,
+            **pace(session, migration).as_details(),
         }
     elif current in (TaskState.ERROR, TaskState.CANCELLED, TaskState.COPY_ERROR):
         # The reference reports 100 here, which reads as success (contract §14.3); report how

@@ -4,6 +4,7 @@ from storage.models.base import Base, new_id, utcnow
 from storage.models.catalog import Pool, ShareNetwork, ShareType
 from storage.models.manifest import CopyJob, ManifestEntry
 from storage.models.migration import Migration
+from storage.models.mover_rate import MoverRate
 from storage.models.share import AccessRule, ExportLocation, Share, ShareInstance, Snapshot
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "ExportLocation",
     "ManifestEntry",
     "Migration",
+    "MoverRate",
     "Pool",
     "Share",
     "ShareInstance",
