@@ -82,8 +82,24 @@ def migrate(
     force_host_assisted: bool = typer.Option(False, help="Skip the driver path."),
     new_share_type: str | None = typer.Option(None, help="Retype while migrating."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show the plan (`sharemig plan`); start nothing."
+    ),
 ) -> None:
     """Start migrating SHARE to HOST; phase 1 runs, then it waits for `sharemig approve`."""
+    if dry_run:
+        from cli.plan_cmd import run_plan
+
+        flags = dict(
+            writable=writable,
+            preserve_metadata=preserve_metadata,
+            preserve_snapshots=preserve_snapshots,
+            nondisruptive=nondisruptive,
+            force_host_assisted_migration=force_host_assisted,
+            new_share_type_id=new_share_type,
+        )
+        run_plan(share, host, flags, json_out=json_out)
+        return
     with friendly_errors():
         _ready()
         from flows.control import StartRequest, start_migration

@@ -215,6 +215,36 @@ def _effective_type_and_network(
     return effective_type, effective_network
 
 
+@dataclass(frozen=True)
+class StartCheck:
+    """A start that passed every admission check; `noop` when the share is already there."""
+
+    share: Share
+    pool: Pool
+    share_type: ShareType
+    network: str | None
+    noop: bool
+
+
+def check_start(
+    session: Session, share_id: str, req: StartRequest, *, project_id: str | None
+) -> StartCheck:
+    """Contract §5.2 steps 3-23 without acting on them (`admit_start`, and plans, which then
+    roll back: the capacity check takes the pool's lock with a write)."""
+    share = get_share(session, share_id, project_id)
+    new_type = _check_request_and_share(session, share, req)
+    pool = _destination_pool(session, req.host, share.id)
+    effective_type, effective_network = _effective_type_and_network(session, share, req, new_type)
+    noop = (
+        req.host == share.host
+        and effective_network == share.share_network_id
+        and effective_type.id == share.share_type_id
+    )
+    if not noop:
+        _check_destination_fits(session, share, pool, effective_type)
+    return StartCheck(share, pool, effective_type, effective_network, noop)
+
+
 def admit_start(
     session: Session, share_id: str, req: StartRequest, *, project_id: str | None
 ) -> Migration | None:
@@ -223,20 +253,12 @@ def admit_start(
     Otherwise the new active `Migration` row; the share moved to `migrating` /
     `migration_starting` in the same transaction.
     """
-    share = get_share(session, share_id, project_id)
-    new_type = _check_request_and_share(session, share, req)
-    pool = _destination_pool(session, req.host, share.id)
-    effective_type, effective_network = _effective_type_and_network(session, share, req, new_type)
-    if (
-        req.host == share.host
-        and effective_network == share.share_network_id
-        and effective_type.id == share.share_type_id
-    ):
-        state.move(share, TaskState.SUCCESS)
+    check = check_start(session, share_id, req, project_id=project_id)
+    if check.noop:
+        state.move(check.share, TaskState.SUCCESS)
         session.flush()
         return None
-    _check_destination_fits(session, share, pool, effective_type)
-    return _begin(session, share, req, effective_type, effective_network)
+    return _begin(session, check.share, req, check.share_type, check.network)
 
 
 def _check_destination_fits(
