@@ -9,6 +9,7 @@ Functions take a `Session`, flush, and leave the commit to the caller.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pydantic import BaseModel
 from sqlalchemy import select, update
@@ -375,6 +376,11 @@ def withdraw_start(
     return True
 
 
+def approval_time(action: str) -> dict[str, datetime]:
+    """`complete_requested_at` for an approval: the switchover's start, for its duration."""
+    return {"complete_requested_at": utcnow()} if action == "complete" else {}
+
+
 def _request_action(
     session: Session,
     share_id: str,
@@ -397,7 +403,7 @@ def _request_action(
     taken = session.execute(
         update(Migration)
         .where(Migration.id == migration.id, Migration.requested_action.is_(None))
-        .values(requested_action=action, updated_at=utcnow())
+        .values(requested_action=action, updated_at=utcnow(), **approval_time(action))
         .execution_options(synchronize_session=False)
     )
     if taken.rowcount != 1:  # type: ignore[attr-defined]

@@ -22,6 +22,10 @@ def upgrade() -> None:
             sa.Column("not_preserved", sa.BigInteger(), nullable=False, server_default="0")
         )
         batch.add_column(sa.Column("repaired", sa.BigInteger(), nullable=False, server_default="0"))
+    with op.batch_alter_table("migrations") as batch:
+        batch.add_column(
+            sa.Column("complete_requested_at", sa.DateTime(timezone=True), nullable=True)
+        )
     op.create_table(
         "mover_rates",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
@@ -38,6 +42,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_mover_rates_hostname", table_name="mover_rates")
     op.drop_table("mover_rates")
+    with op.batch_alter_table("migrations") as batch:
+        batch.drop_column("complete_requested_at")
     with op.batch_alter_table("copy_jobs") as batch:
         batch.drop_column("repaired")
         batch.drop_column("not_preserved")
