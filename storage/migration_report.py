@@ -129,19 +129,29 @@ def summarize(session: Session, mig: Migration, source_host: str | None) -> Repo
     )
 
 
+def _summary_of(s: Session, mig: Migration) -> ReportSummary:
+    source = s.get(ShareInstance, mig.source_instance_id)
+    summary = summarize(s, mig, source.pool_name if source else None)
+    return ReportSummary(**{**asdict(summary), "task_state": get_share(s, mig.share_id).task_state})
+
+
 def share_summary(
     share_id: str, *, project_id: str | None = None, db_url: str | None = None
 ) -> tuple[ReportSummary, str]:
     """The summary of the share's report and the copy job whose manifest it lists."""
     with session_scope(db_url) as s:
         mig = report_migration(s, share_id, project_id)
-        share = get_share(s, share_id)
-
-        source = s.get(ShareInstance, mig.source_instance_id)
-        summary = summarize(s, mig, source.pool_name if source else None)
-        summary = ReportSummary(**{**asdict(summary), "task_state": share.task_state})
         assert mig.copy_job_id is not None
-        return summary, mig.copy_job_id
+        return _summary_of(s, mig), mig.copy_job_id
+
+
+def migration_summary(migration_id: str, *, db_url: str | None = None) -> ReportSummary | None:
+    """The report summary of one migration; None when it has no manifest (driver-assisted)."""
+    with session_scope(db_url) as s:
+        mig = s.get(Migration, migration_id)
+        if mig is None or mig.copy_job_id is None or s.get(CopyJob, mig.copy_job_id) is None:
+            return None
+        return _summary_of(s, mig)
 
 
 def entry_rows(job_id: str, *, db_url: str | None = None) -> Iterator[dict[str, Any]]:
