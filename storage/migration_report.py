@@ -178,25 +178,28 @@ def entry_rows(job_id: str, *, db_url: str | None = None) -> Iterator[dict[str, 
 
 
 def json_chunks(summary: ReportSummary, rows: Iterator[dict[str, Any]]) -> Iterator[str]:
-    """`{"summary": {...}, "entries": [...]}` as text pieces, one entry per piece."""
+    """`{"summary": {...}, "entries": [...]}` as text pieces of up to `STREAM_ROWS` entries."""
     yield '{"summary": ' + json.dumps(asdict(summary)) + ', "entries": ['
-    first = True
+    sep, piece = "\n", []
     for row in rows:
-        yield ("\n" if first else ",\n") + json.dumps(row)
-        first = False
-    yield "\n]}\n"
+        piece.append(sep + json.dumps(row))
+        sep = ",\n"
+        if len(piece) >= STREAM_ROWS:
+            yield "".join(piece)
+            piece = []
+    yield "".join(piece) + "\n]}\n"
 
 
 def csv_chunks(summary: ReportSummary, rows: Iterator[dict[str, Any]]) -> Iterator[str]:
     """The summary as `# key: value` comment lines, then a header and one line per entry."""
-    for key, value in asdict(summary).items():
-        yield f"# {key}: {value}\n"
+    yield "".join(f"# {key}: {value}\n" for key, value in asdict(summary).items())
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
-    for row in rows:
+    for n, row in enumerate(rows, 1):
         writer.writerow(row)
-        yield buf.getvalue()
-        buf.seek(0)
-        buf.truncate()
+        if n % STREAM_ROWS == 0:
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
     yield buf.getvalue()
