@@ -112,6 +112,10 @@ def main() -> None:
     print(f"real phase 1 of {args.preset}: {real:.1f} s; real/estimate = {ratio:.2f}")
     after = plan_migration(_share("again", "small"), _request())  # type: ignore[arg-type]
     print(f"rate after the {args.preset} run: {after.mover_rate_work_per_s / 2**20:.1f} MiB/s")
+    from storage.source_freeze import frozen_under, lift_dir
+
+    for path in frozen_under(args.scratch):  # the phase-1 copies froze their sources
+        lift_dir(path)
     if not 0.5 <= ratio <= 2.0:
         raise SystemExit(f"estimate off by more than 2x ({ratio:.2f})")
 
