@@ -30,6 +30,7 @@ POOL_A, POOL_B = "sharemig@localfs#pool-a", "sharemig@localfs#pool-b"
 BENCH_KIT = Path(
     os.environ.get("SHAREMIG_BENCH_KIT", Path(__file__).resolve().parents[3] / "shared" / "bench")
 )
+BEFORE_COPY = ("migration_starting", "migration_in_progress")
 COPYING = ("data_copying_starting", "data_copying_in_progress", "data_copying_completing")
 
 
@@ -162,7 +163,7 @@ def test_paced_copy_shows_rate_and_eta_everywhere_then_metrics_match(
         )
         samples: list[dict[str, Any]] = []
         artifacts: list[str] = []
-        while (state := _task_state(admin, share_id)) in (*COPYING, "migration_in_progress"):
+        while (state := _task_state(admin, share_id)) in (*COPYING, *BEFORE_COPY):
             details = _progress(admin, share_id).get("details", {})
             if details.get("eta_seconds") is not None:
                 samples.append(details)
