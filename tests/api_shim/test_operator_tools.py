@@ -2,7 +2,7 @@
 API, `sharemig status --watch` and the Prefect artifact during a paced copy; `sharemig report`
 and its admin route; `/metrics` against the API.
 
-The session worker copies at `prefect_service.BANDWIDTH` (8 MiB/s), so a 48 MiB share takes
+The session worker copies at `prefect_service.BANDWIDTH` (8 MiB/s), so a 96 MiB share takes
 seconds to copy: long enough to watch the figures move.
 """
 
@@ -143,8 +143,8 @@ def test_paced_copy_shows_rate_and_eta_everywhere_then_metrics_match(
     live_shim: ShimServer,
 ) -> None:
     share_id, root = _share(live_shim, "paced")
-    for i in range(192):  # 48 MiB: ~6 s at the worker's 8 MiB/s
-        (root / f"f{i:03d}.bin").write_bytes(os.urandom(256 * 1024))
+    for i in range(192):  # 96 MiB: ~12 s at the worker's 8 MiB/s
+        (root / f"f{i:03d}.bin").write_bytes(os.urandom(512 * 1024))
     before = _metrics(live_shim)
     with live_shim.client("admin") as admin:
         _start(admin, share_id)
@@ -180,10 +180,12 @@ def test_paced_copy_shows_rate_and_eta_everywhere_then_metrics_match(
             # Paced at 8 MiB/s: the average can only be below it (plus one second of burst).
             assert d["bytes_per_second"] <= 2 * 8 * 2**20
         etas = [d["eta_seconds"] for d in samples]
-        # A steady copy: the ETA falls. The average rate wobbles with the load of a shared
-        # machine, so a step may rise a little, never by more than a quarter (and a second).
-        assert all(b <= a * 1.25 + 1 for a, b in itertools.pairwise(etas)), etas
-        assert etas[-1] < etas[0], etas
+        # The throttle grants one second of burst, so the average rate starts high and the
+        # ETA first rises while it settles; from then on the copy is steady and the ETA falls.
+        # The load of a shared machine makes a step wobble, never by more than a quarter.
+        steady = etas[etas.index(max(etas)) :]
+        assert all(b <= a * 1.25 + 1 for a, b in itertools.pairwise(steady)), etas
+        assert steady[-1] < steady[0], etas
         assert any("MiB/s" in line and "left" in line for line in out.splitlines()), out[-2000:]
         assert any("bytes/s" in a and "files/s" in a and "ETA" in a for a in artifacts), artifacts
 
@@ -198,7 +200,7 @@ def test_paced_copy_shows_rate_and_eta_everywhere_then_metrics_match(
     def delta(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)
 
-    assert summary["files"] == 192 and summary["bytes"] == 192 * 256 * 1024
+    assert summary["files"] == 192 and summary["bytes"] == 192 * 512 * 1024
     assert delta("sharemig_verified_bytes_total{}") == summary["bytes"]
     assert delta("sharemig_verified_files_total{}") == summary["files"]
     assert delta("sharemig_migrations{task_state=migration_success}") == 1
