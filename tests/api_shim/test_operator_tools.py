@@ -8,7 +8,6 @@ seconds to copy: long enough to watch the figures move.
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
@@ -179,13 +178,15 @@ def test_paced_copy_shows_rate_and_eta_everywhere_then_metrics_match(
             assert d["eta_seconds"] >= 0
             # Paced at 8 MiB/s: the average can only be below it (plus one second of burst).
             assert d["bytes_per_second"] <= 2 * 8 * 2**20
-        etas = [d["eta_seconds"] for d in samples]
-        # The throttle grants one second of burst, so the average rate starts high and the
-        # ETA first rises while it settles; from then on the copy is steady and the ETA falls.
-        # The load of a shared machine makes a step wobble, never by more than a quarter.
-        steady = etas[etas.index(max(etas)) :]
-        assert all(b <= a * 1.25 + 1 for a, b in itertools.pairwise(steady)), etas
-        assert steady[-1] < steady[0], etas
+        # The ETA is the time left at the rate shown: bytes left / bytes per second (equal
+        # files, so the per-file weight scales both alike), to the ETA's rounding second.
+        for d in samples:
+            left = d["bytes_total"] - d["bytes_verified"]
+            assert abs(d["eta_seconds"] * d["bytes_per_second"] - left) <= d["bytes_per_second"]
+        # That it shrinks on a steady copy is tested on exact counters in
+        # tests/storage/test_progress_rate.py: here the copy's pace follows a shared
+        # machine's disk (each file is synced and read back), which is not steady.
+        assert samples[-1]["bytes_verified"] > samples[0]["bytes_verified"], samples
         assert any("MiB/s" in line and "left" in line for line in out.splitlines()), out[-2000:]
         assert any("bytes/s" in a and "files/s" in a and "ETA" in a for a in artifacts), artifacts
 
