@@ -9,8 +9,9 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from api_shim import faults
+from api_shim.metrics import Metrics, RequestTimer
 from api_shim.pipeline import ManilaPipeline
-from api_shim.routes import access, catalog, replicas, root, shares, snapshots
+from api_shim.routes import access, catalog, replicas, root, sharemig, shares, snapshots
 from storage.tokens import lookup_token
 
 
@@ -32,7 +33,12 @@ def create_app() -> FastAPI:
         openapi_url=None,
     )
     faults.install(app)
-    for module in (root, shares, snapshots, catalog, access, replicas):
+    for module in (root, shares, snapshots, catalog, access, replicas, sharemig):
         app.include_router(module.router)
+    metrics = Metrics()
+    # Outside /v2, without a token, like most exporters: scrape it from the monitoring network.
+    app.add_route("/metrics", metrics.response, methods=["GET"], include_in_schema=False)
+    # Inside the pipeline, which strips the project segment: routes are timed by template.
+    app.add_middleware(RequestTimer, metrics=metrics)
     app.add_middleware(ManilaPipeline, lookup=lookup_token)
     return app

@@ -37,6 +37,7 @@ COLLECTIONS = frozenset(
         "share-networks",
         "scheduler-stats",
         "share-access-rules",
+        "sharemig",
     }
 )
 _PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")

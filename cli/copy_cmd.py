@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from cli.app import app
-from cli.output import console, err_console, friendly_errors, print_json
+from cli.output import console, err_console, friendly_errors, human_bytes, print_json
 
 # A rough model for --dry-run: local copies here run at about this speed per byte and per file.
 ESTIMATE_BYTES_PER_S = 500 * 2**20
@@ -17,30 +17,16 @@ ESTIMATE_FILES_PER_S = 10_000
 
 
 def _dry_run(source: str) -> dict[str, Any]:
-    from storage.mover.endpoints import open_endpoint
-    from storage.mover.walk import FILE, walk
+    from storage.mover.census import count_tree
 
-    files = entries = size = 0
-    linked: set[tuple[int, int]] = set()
-    for entry in walk(open_endpoint(source)):
-        entries += 1
-        if entry.inode is not None:
-            if entry.inode in linked:
-                continue  # another name of a file already counted: a hard link, no data
-            linked.add(entry.inode)
-        if entry.kind == FILE:
-            files += 1
-            size += entry.size
-    estimate = size / ESTIMATE_BYTES_PER_S + entries / ESTIMATE_FILES_PER_S
-    return {"entries": entries, "files": files, "bytes": size, "estimate_s": round(estimate, 1)}
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return f"{n:.1f} TiB"
+    counted = count_tree(source)
+    estimate = counted.bytes / ESTIMATE_BYTES_PER_S + counted.entries / ESTIMATE_FILES_PER_S
+    return {
+        "entries": counted.entries,
+        "files": counted.files,
+        "bytes": counted.bytes,
+        "estimate_s": round(estimate, 1),
+    }
 
 
 @app.command("copy")
@@ -64,7 +50,7 @@ def copy(
                 print_json(counts)
             else:
                 console.print(
-                    f"would copy {counts['files']:,} files ({_human(counts['bytes'])}), "
+                    f"would copy {counts['files']:,} files ({human_bytes(counts['bytes'])}), "
                     f"{counts['entries']:,} entries; estimate ~{counts['estimate_s']} s"
                 )
             return
@@ -78,11 +64,11 @@ def copy(
         print_json(data)
     else:
         console.print(
-            f"{summary.files:,} files, {_human(summary.bytes)}: "
+            f"{summary.files:,} files, {human_bytes(summary.bytes)}: "
             f"{summary.files_verified:,} verified ({summary.files_copied:,} copied now, "
             f"{summary.files_already_verified:,} already verified), {summary.skipped} skipped, "
             f"{summary.removed} removed, {len(summary.failed)} failed; "
-            f"{_human(summary.throughput_bps)}/s in {summary.seconds:.1f} s"
+            f"{human_bytes(summary.throughput_bps)}/s in {summary.seconds:.1f} s"
         )
         if summary.repaired:
             console.print(
@@ -107,6 +93,7 @@ def _run_with_bar(
     show: bool,
 ) -> Any:
     from storage.mover import run_copy
+    from storage.progress import copy_rate
 
     if not (show and sys.stderr.isatty()):
         return run_copy(source, dest, job_id=job_id, workers=workers, bandwidth_limit=bwlimit)
@@ -123,11 +110,12 @@ def _run_with_bar(
         task = bar.add_task("copying", total=100)
 
         def update(p: Any) -> None:
-            rate = p.bytes_verified / max(time.monotonic() - started, 1e-3)
+            rate = copy_rate(p, time.monotonic() - started)
             bar.update(
                 task,
                 completed=p.percent,
-                description=f"{p.files_verified:,}/{p.files_planned:,} files, {_human(rate)}/s",
+                description=f"{p.files_verified:,}/{p.files_planned:,} files, "
+                f"{human_bytes(rate.bytes_per_s or 0)}/s",
             )
 
         return run_copy(

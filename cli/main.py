@@ -8,7 +8,9 @@ from cli import (  # noqa: F401  (they register commands)
     db_cmd,
     demo_cmd,
     migrate_cmd,
+    plan_cmd,
     pools_cmd,
+    report_cmd,
     token_cmd,
     up_cmd,
 )

@@ -13,7 +13,14 @@ from typing import Any
 import typer
 
 from cli.app import app
-from cli.output import console, friendly_errors, print_json, print_table
+from cli.output import (
+    console,
+    friendly_errors,
+    human_bytes,
+    human_seconds,
+    print_json,
+    print_table,
+)
 from storage import migration_state
 
 
@@ -84,8 +91,24 @@ def migrate(
     force_host_assisted: bool = typer.Option(False, help="Skip the driver path."),
     new_share_type: str | None = typer.Option(None, help="Retype while migrating."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Show the plan (`sharemig plan`); start nothing."
+    ),
 ) -> None:
     """Start migrating SHARE to HOST; phase 1 runs, then it waits for `sharemig approve`."""
+    if dry_run:
+        from cli.plan_cmd import run_plan
+
+        flags = dict(
+            writable=writable,
+            preserve_metadata=preserve_metadata,
+            preserve_snapshots=preserve_snapshots,
+            nondisruptive=nondisruptive,
+            force_host_assisted_migration=force_host_assisted,
+            new_share_type_id=new_share_type,
+        )
+        run_plan(share, host, flags, json_out=json_out)
+        return
     with friendly_errors():
         _ready()
         from flows.control import StartRequest, start_migration
@@ -144,18 +167,42 @@ def status(
     print_table("migrations", cols, [[r.get(c) for c in cols] for r in rows])
 
 
+def pace_text(details: dict[str, Any]) -> str:
+    """`12.3 MiB/s, 40.0 files/s, 0:42 left` from the API's `details` (what the API shows)."""
+    rate, files, eta = (
+        details.get(k) for k in ("bytes_per_second", "files_per_second", "eta_seconds")
+    )
+    parts = []
+    if isinstance(rate, int | float):
+        parts.append(f"{human_bytes(rate)}/s")
+    if isinstance(files, int | float):
+        parts.append(f"{files} files/s")
+    if isinstance(eta, int | float):
+        parts.append(f"{human_seconds(eta)} left")
+    return ", ".join(parts)
+
+
 def _watch(share: str) -> None:
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
     from flows.control import migration_progress
 
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), console=console
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[pace]}"),
+        console=console,
     ) as bar:
-        task = bar.add_task(share, total=100)
+        task = bar.add_task(share, total=100, pace="")
         while True:
             view = migration_progress(share)
-            bar.update(task, completed=view.total_progress, description=str(view.task_state))
+            bar.update(
+                task,
+                completed=view.total_progress,
+                description=str(view.task_state),
+                pace=pace_text(view.details),
+            )
             # Watch phase 1 up to the wait for approval, or the switchover to its end.
             state = view.task_state
             if state is None or state in migration_state.TERMINAL | migration_state.PHASE1_DONE:

@@ -5,16 +5,24 @@ The Prefect UI shows a progress artifact that follows verified bytes.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, cast
 from uuid import UUID
 
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.futures import wait
 
 from storage import migration_lifecycle as lifecycle
+from storage.copy_pace import migration_pace
 from storage.errors import CancelledError, IncompleteCopyError
 from storage.migration_copy import unverified_entries
 from storage.migration_lifecycle import MigrationStatus, status
+from storage.migration_report import migration_summary
+from storage.progress import Rate
 from tasks import migration_steps as steps
 
 PROGRESS_EVERY_S = 1.0
@@ -51,11 +59,22 @@ class ProgressArtifact:
         cast(Any, update_progress_artifact)(
             self._id,
             progress=float(st.percent),
-            description=(
-                f"{self._what}: {st.files_verified}/{st.files_planned} files, "
-                f"{st.bytes_verified}/{st.bytes_planned} bytes verified"
-            ),
+            description=describe(self._what, st, migration_pace(self._migration_id)),
         )
+
+
+def describe(what: str, st: MigrationStatus, rate: Rate) -> str:
+    """The artifact's text: counters, then the same rates and ETA as the API's `details`."""
+    text = (
+        f"{what}: {st.files_verified}/{st.files_planned} files, "
+        f"{st.bytes_verified}/{st.bytes_planned} bytes verified"
+    )
+    shown = rate.as_details()
+    if shown["bytes_per_second"] is not None:
+        text += f"; {shown['bytes_per_second']} bytes/s, {shown['files_per_second']} files/s"
+    if shown["eta_seconds"] is not None:
+        text += f"; ETA {shown['eta_seconds']} s"
+    return text
 
 
 def copy_round(
@@ -88,4 +107,19 @@ def copy_until_verified(migration_id: str, *, final_sync: bool, artifact: Progre
     raise IncompleteCopyError(
         f"migration {migration_id}: {count} manifest entries still not verified after "
         f"{COPY_ROUNDS} copy rounds (first: {first!r}); they keep changing or failing"
+    )
+
+
+def publish_report(migration_id: str) -> None:
+    """The report's summary as a table artifact on the run; the full listing (one row per
+    entry, both hashes) is `sharemig report SHARE` or the admin API route."""
+    summary = migration_summary(migration_id)
+    if summary is None:
+        return
+    rows = [{"item": key, "value": str(value)} for key, value in asdict(summary).items()]
+    rows.append({"item": "full listing", "value": f"sharemig report {summary.share_id}"})
+    cast(Any, create_table_artifact)(
+        table=rows,
+        key=f"report-{migration_id}".lower(),
+        description=f"Copy report of share migration {migration_id} (phase 1)",
     )

@@ -19,7 +19,7 @@ from prefect.flow_runs import suspend_flow_run
 from prefect.input import RunInput
 from prefect.states import Cancelled, Failed
 
-from flows.copy_phase import ProgressArtifact, copy_until_verified
+from flows.copy_phase import ProgressArtifact, copy_until_verified, publish_report
 from flows.pool_slots import pool_slots
 from flows.switchover import switchover
 from storage import migration_endings as endings
@@ -64,6 +64,7 @@ def _phase1(migration_id: str, lease: HeldLease) -> str:
         artifact.update(lifecycle.status(migration_id))
     else:
         copy_until_verified(migration_id, final_sync=False, artifact=artifact)
+        publish_report(migration_id)
     return mechanism
 
 

@@ -9,6 +9,7 @@ Functions take a `Session`, flush, and leave the commit to the caller.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from pydantic import BaseModel
 from sqlalchemy import select, update
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from storage import migration_state as state
 from storage.catalog import get_share_type
+from storage.copy_pace import pace
 from storage.errors import (
     ConflictError,
     InvalidInputError,
@@ -223,6 +225,36 @@ def _effective_type_and_network(
     return effective_type, effective_network
 
 
+@dataclass(frozen=True)
+class StartCheck:
+    """A start that passed every admission check; `noop` when the share is already there."""
+
+    share: Share
+    pool: Pool
+    share_type: ShareType
+    network: str | None
+    noop: bool
+
+
+def check_start(
+    session: Session, share_id: str, req: StartRequest, *, project_id: str | None
+) -> StartCheck:
+    """Contract §5.2 steps 3-23 without acting on them (`admit_start`, and plans, which then
+    roll back: the capacity check takes the pool's lock with a write)."""
+    share = get_share(session, share_id, project_id)
+    new_type = _check_request_and_share(session, share, req)
+    pool = _destination_pool(session, req.host, share.id)
+    effective_type, effective_network = _effective_type_and_network(session, share, req, new_type)
+    noop = (
+        req.host == share.host
+        and effective_network == share.share_network_id
+        and effective_type.id == share.share_type_id
+    )
+    if not noop:
+        _check_destination_fits(session, share, pool, effective_type)
+    return StartCheck(share, pool, effective_type, effective_network, noop)
+
+
 def admit_start(
     session: Session, share_id: str, req: StartRequest, *, project_id: str | None
 ) -> Migration | None:
@@ -231,20 +263,12 @@ def admit_start(
     Otherwise the new active `Migration` row; the share moved to `migrating` /
     `migration_starting` in the same transaction.
     """
-    share = get_share(session, share_id, project_id)
-    new_type = _check_request_and_share(session, share, req)
-    pool = _destination_pool(session, req.host, share.id)
-    effective_type, effective_network = _effective_type_and_network(session, share, req, new_type)
-    if (
-        req.host == share.host
-        and effective_network == share.share_network_id
-        and effective_type.id == share.share_type_id
-    ):
-        state.move(share, TaskState.SUCCESS)
+    check = check_start(session, share_id, req, project_id=project_id)
+    if check.noop:
+        state.move(check.share, TaskState.SUCCESS)
         session.flush()
         return None
-    _check_destination_fits(session, share, pool, effective_type)
-    return begin_migration(session, share, req, effective_type, effective_network)
+    return begin_migration(session, check.share, req, check.share_type, check.network)
 
 
 def _check_destination_fits(
@@ -375,6 +399,11 @@ def withdraw_start(
     return True
 
 
+def approval_time(action: str) -> dict[str, datetime]:
+    """`complete_requested_at` for an approval: the switchover's start, for its duration."""
+    return {"complete_requested_at": utcnow()} if action == "complete" else {}
+
+
 def _request_action(
     session: Session,
     share_id: str,
@@ -397,7 +426,7 @@ def _request_action(
     taken = session.execute(
         update(Migration)
         .where(Migration.id == migration.id, Migration.requested_action.is_(None))
-        .values(requested_action=action, updated_at=utcnow())
+        .values(requested_action=action, updated_at=utcnow(), **approval_time(action))
         .execution_options(synchronize_session=False)
     )
     if taken.rowcount != 1:  # type: ignore[attr-defined]
@@ -476,6 +505,7 @@ def read_progress(session: Session, share_id: str, *, project_id: str | None) ->
             "files_verified": migration.files_verified,
             "bytes_total": migration.bytes_planned,
             "bytes_verified": migration.bytes_verified,
+            **pace(session, migration).as_details(),
         }
     elif current in (TaskState.ERROR, TaskState.CANCELLED, TaskState.COPY_ERROR):
         # The reference reports 100 here, which reads as success (contract §14.3); report how

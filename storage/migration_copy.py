@@ -34,7 +34,8 @@ from storage.migration_lifecycle import (
     stop_requested,
 )
 from storage.migration_state import TaskState
-from storage.models import Migration, ShareInstance
+from storage.models import CopyJob, Migration, ShareInstance
+from storage.models.base import utcnow
 from storage.pools import driver_for
 from storage.shares import get_share
 
@@ -280,6 +281,8 @@ def host_finish(migration_id: str, *, final_sync: bool = False, db_url: str | No
     with classified_os_errors("finishing the copy"):
         complete = finish_copy(job_id, db_url=db_url).complete
     sync_copy_progress(migration_id, job_id=job_id, db_url=db_url)
+    if complete and not final_sync:
+        _record_rate(job_id, db_url)
     if not final_sync:
         target = TaskState.COPY_COMPLETED if complete else TaskState.COPY_IN_PROGRESS
         set_task_state(migration_id, target, db_url=db_url)
@@ -292,6 +295,16 @@ def host_finish(migration_id: str, *, final_sync: bool = False, db_url: str | No
             first,
         )
     return complete
+
+
+def _record_rate(job_id: str, db_url: str | None) -> None:
+    """This host's measured mover rate, for the estimates of later plans."""
+    from storage.mover_rates import record_copy_rate
+
+    with session_scope(db_url) as s:
+        job = s.get(CopyJob, job_id)
+        if job is not None:
+            record_copy_rate(s, job, finished_at=utcnow())
 
 
 def unverified_entries(migration_id: str, *, db_url: str | None = None) -> tuple[int, bytes | None]:

@@ -279,12 +279,14 @@ def take_decision(
     The API records its request itself (admission, compare-and-set); whichever request reached
     the database first wins, and the winner is returned: `complete` or `cancel`.
     """
+    from storage.migration_admission import approval_time
+
     action = "complete" if approve else "cancel"
     with session_scope(db_url) as s:
         taken = s.execute(
             update(Migration)
             .where(Migration.id == migration_id, Migration.requested_action.is_(None))
-            .values(requested_action=action, updated_at=utcnow())
+            .values(requested_action=action, updated_at=utcnow(), **approval_time(action))
             .execution_options(synchronize_session=False)
         )
         mig = load_migration(s, migration_id)

@@ -1,11 +1,13 @@
 """The one progress formula: verified bytes plus a weight per entry, as a 0-100 percentage.
 
 The API's `total_progress`, the Prefect artifact, `sharemig status` and `sharemig copy` all
-come from `weighted_percent`, so they agree on a share of small files as on one of big ones.
+come from `weighted_percent`, so they agree on a share of small files as on one of big ones;
+their rates and ETA come from `copy_rate`, over the same weighted units.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 ENTRY_WEIGHT_BYTES = 64 * 1024
@@ -51,3 +53,45 @@ def copy_percent(counters: CopyCounters, *, finished: bool = False) -> int:
         entries_total=counters.files_planned,
         finished=finished,
     )
+
+
+@dataclass(frozen=True)
+class Rate:
+    """How fast verified work goes and when it will be done; None where it is not known yet."""
+
+    bytes_per_s: float | None
+    files_per_s: float | None
+    eta_s: float | None
+
+    def as_details(self) -> dict[str, float | None]:
+        """The keys the API `details`, `sharemig status` and the artifact show (rounded)."""
+        return {
+            "bytes_per_second": None if self.bytes_per_s is None else round(self.bytes_per_s),
+            "files_per_second": None if self.files_per_s is None else round(self.files_per_s, 1),
+            "eta_seconds": None if self.eta_s is None else round(self.eta_s),
+        }
+
+
+def copy_rate(counters: CopyCounters, elapsed_s: float, *, finished: bool = False) -> Rate:
+    """Average rates since the copy began and the time left at that pace, in the same
+    weighted units as `copy_percent`, so the ETA reaches 0 exactly when the bar reaches 100.
+
+    Never negative; unknown (None) before anything is verified or while no time has passed.
+    On a steady copy the remaining work falls while the rate holds, so the ETA shrinks."""
+    if elapsed_s <= 0:
+        return Rate(None, None, 0.0 if finished else None)
+    bytes_per_s = max(0, counters.bytes_verified) / elapsed_s
+    files_per_s = max(0, counters.files_verified) / elapsed_s
+    if finished:
+        return Rate(bytes_per_s, files_per_s, 0.0)
+    done = weighted_work(files=counters.files_verified, bytes_=counters.bytes_verified)
+    total = weighted_work(files=counters.files_planned, bytes_=counters.bytes_planned)
+    if done <= 0:
+        return Rate(bytes_per_s, files_per_s, None)
+    left = max(0, total - done)
+    return Rate(bytes_per_s, files_per_s, left / (done / elapsed_s))
+
+
+def weighted_work(*, files: int, bytes_: int) -> int:
+    """The units `copy_percent` and `copy_rate` count: bytes plus a weight per file."""
+    return bytes_ + files * ENTRY_WEIGHT_BYTES

@@ -10,6 +10,7 @@ from storage.models.catalog import (
 )
 from storage.models.manifest import CopyJob, ManifestEntry
 from storage.models.migration import Migration
+from storage.models.mover_rate import MoverRate
 from storage.models.share import AccessRule, ExportLocation, Share, ShareInstance, Snapshot
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "ExportLocation",
     "ManifestEntry",
     "Migration",
+    "MoverRate",
     "Pool",
     "PoolBandwidth",
     "Share",

@@ -38,6 +38,10 @@ class CopyJob(Base):
     """Every entry (files, directories, links, special files), for progress of trees of empties."""
     entries_done: Mapped[int] = mapped_column(BigInteger, default=0)
     batches: Mapped[int] = mapped_column(default=0)
+    not_preserved: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Metadata items (owner, xattr, mode, times...) the destination could not hold."""
+    repaired: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """Verified files found changed or missing at the destination and copied again."""
     current_path: Mapped[str | None] = mapped_column(Text, default=None)
     """Last path recorded by a batch (display only; non-UTF-8 bytes backslash-escaped)."""
     error: Mapped[str | None] = mapped_column(Text, default=None)

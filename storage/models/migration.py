@@ -60,3 +60,5 @@ class Migration(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    complete_requested_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When the switchover was approved; with `finished_at`, the switchover's duration."""

@@ -87,4 +87,7 @@ def requeue_damaged(job_id: str, dest_url: str, *, db_url: str | None = None) ->
                 session.execute(
                     update(T).where(T.c.id.in_([r.id for r in bad])).values(state=CHANGED)
                 )
+                session.execute(
+                    update(J).where(J.c.id == job_id).values(repaired=J.c.repaired + len(bad))
+                )
                 damaged.extend(r.path for r in bad)

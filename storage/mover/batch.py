@@ -280,6 +280,7 @@ def copy_batch(
             stream = StreamCopier(source, dest, throttle=throttle, should_stop=should_stop)
             _stream_run(stream, rec, rows, attempts, should_stop)
             result.merge_not_preserved(stream.lost)
+    _count_not_preserved(job_id, result, db_url)
     integrity = [f for f in result.failed if "did not verify" in f]
     if integrity:
         raise DataIntegrityError(
@@ -288,6 +289,16 @@ def copy_batch(
     if result.failed:
         raise PermanentError(f"{len(result.failed)} entries failed: " + "; ".join(result.failed))
     return result
+
+
+def _count_not_preserved(job_id: str, result: BatchResult, db_url: str | None) -> None:
+    """Keep the job's total of metadata the destination could not hold (for its report)."""
+    lost = sum(result.not_preserved.values())
+    if lost:
+        with session_scope(db_url) as session:
+            session.execute(
+                update(J).where(J.c.id == job_id).values(not_preserved=J.c.not_preserved + lost)
+            )
 
 
 class _LocalRun:
