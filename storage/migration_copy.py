@@ -6,6 +6,7 @@ by the database: task_state says which steps are done, the mover's manifest whic
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -19,6 +20,8 @@ from storage.errors import (
     CapacityError,
     IncompleteCopyError,
     PermanentError,
+    SharemigError,
+    UnreadableSourceError,
     classified_os_errors,
 )
 from storage.migration_freeze import freeze_instance, late_write_check
@@ -189,7 +192,18 @@ def host_plan(
     prestart(src, dst)
     _repair_destination(migration_id, job_id, dst, db_url)
     with classified_os_errors("walking the source share"):
-        plan_copy(job_id, src, dst, db_url=db_url, on_batches=on_batches)
+        plan = plan_copy(job_id, src, dst, db_url=db_url, on_batches=on_batches)
+    if plan.vanished or plan.vanished_while_walking:
+        # Deleted by a client under phase 1's walk (the switchover's source is frozen): they
+        # no longer exist, so they are not migrated; said here so it is never silent.
+        log.warning(
+            "migration %s: %d source entries vanished while being walked (first: %s) and %d "
+            "planned earlier are gone from the source; none of them is migrated",
+            migration_id,
+            plan.vanished_while_walking,
+            ", ".join(plan.vanished_paths[:3]) or "-",
+            plan.vanished,
+        )
     if not final_sync:
         set_task_state(migration_id, TaskState.COPY_IN_PROGRESS, db_url=db_url)
     sync_copy_progress(migration_id, job_id=job_id, db_url=db_url)
@@ -209,6 +223,8 @@ def host_copy_round(
     (`CancelledError`). Batches that fail for good raise once every running batch has
     ended, so cleanup never races a writer; files that could not be copied stay unverified
     for `host_finish` and the next round to count."""
+    from storage.mover.batch import UNREADABLE
+    from storage.mover.plan import failed_entries
     from storage.mover.pool import open_pool
     from storage.mover.schedule import BatchScheduler
 
@@ -228,9 +244,16 @@ def host_copy_round(
 
     with open_pool(src, dst) as pool:
         scheduler = BatchScheduler(job_id, db_url, pool, progress, stop)
-        batches = host_plan(
-            migration_id, final_sync=final_sync, on_batches=scheduler.submit, db_url=db_url
-        )
+        try:
+            batches = host_plan(
+                migration_id, final_sync=final_sync, on_batches=scheduler.submit, db_url=db_url
+            )
+        except SharemigError:
+            # A walk that failed (say, an unreadable directory) after handing out batches:
+            # they end first, so the cleanup that follows never races a writer.
+            with contextlib.suppress(SharemigError):
+                scheduler.drain()
+            raise
         scheduler.submit(batches)
         with classified_os_errors("copying the share's batches"):
             scheduler.drain()
@@ -239,6 +262,14 @@ def host_copy_round(
             f"migration {migration_id}: the destination pool {dest_pool} is full "
             f"({_free_space(dst)}; first: {scheduler.errors[0]}); free space on it, or "
             "cancel and migrate to another pool"
+        )
+    failed, first = failed_entries(job_id, db_url=db_url)
+    unreadable = [f for f in first if UNREADABLE in f]
+    if unreadable:
+        raise UnreadableSourceError(
+            f"migration {migration_id}: {failed} source file(s) could not be copied, "
+            f"{'; '.join(unreadable)}{'; ...' if failed > len(first) else ''}: their data "
+            "would not be migrated; make them readable by the mover and start again"
         )
     if scheduler.errors:
         raise PermanentError(

@@ -166,7 +166,9 @@ def test_soak_many_small_migrations_four_at_a_time(tmp_path: Path) -> None:
         "SHAREMIG_PREFECT_TIMEOUT_S": str(LIMIT_S),
         "SHAREMIG_MANIFEST_RETENTION_S": str(RETENTION_S),
     }
-    with run_up(tmp_path / "home", extra_env=env) as up:
+    home = tmp_path / "home"
+    _write_pools(home)
+    with run_up(home, extra_env=env) as up:
         ep = up.endpoints
         client = httpx.Client(
             base_url=f"{ep['api_url']}/v2/{ep['project_id']}",
@@ -264,6 +266,23 @@ def test_soak_many_small_migrations_four_at_a_time(tmp_path: Path) -> None:
     assert rows["entries"] <= per_share * MIGRATIONS
     if took > RETENTION_S + 2 * RECOVERY_INTERVAL_S:
         assert rows["expired_jobs_kept"] == 0, rows
+
+
+def _write_pools(home: Path) -> None:
+    """The demo's two localfs pools, big enough for every share of the soak (1 GiB each)."""
+    import yaml
+
+    home.mkdir(parents=True, exist_ok=True)
+    pools = [
+        {
+            "name": f"sharemig@localfs#pool-{x}",
+            "driver": "localfs",
+            "url": (home / "pools" / f"pool-{x}").as_uri(),
+            "capacity_gb": MIGRATIONS + 10,
+        }
+        for x in "ab"
+    ]
+    (home / "pools.yaml").write_text(yaml.safe_dump({"pools": pools}))
 
 
 def _manifest_rows(home: Path) -> dict[str, int]:
