@@ -327,8 +327,9 @@ def unverified_entries(migration_id: str, *, db_url: str | None = None) -> tuple
 
 def frozen_and_unchanged(migration_id: str, *, db_url: str | None = None) -> bool:
     """True when the switchover may skip the final re-walk: the source was frozen for the
-    whole copy, nothing was written to it since (ctime), and the destination still holds
-    every verified file. Otherwise the caller runs the full final sync."""
+    whole copy, nothing was written to it since (ctime), the destination still holds
+    every verified file and no entry waits to be copied. Otherwise the caller runs the full
+    final sync."""
     with session_scope(db_url) as s:
         mig = load_migration(s, migration_id)
         source = s.get(ShareInstance, mig.source_instance_id)
@@ -351,7 +352,9 @@ def frozen_and_unchanged(migration_id: str, *, db_url: str | None = None) -> boo
             late[0],
         )
         return False
-    return not damaged
+    # An earlier attempt may have queued entries again and failed to copy them (a full
+    # destination): only a final sync copies them, and its error is the one to report.
+    return not damaged and not unverified_entries(migration_id, db_url=db_url)[0]
 
 
 def require_complete(migration_id: str, *, db_url: str | None = None) -> None:
