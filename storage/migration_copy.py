@@ -263,15 +263,15 @@ def host_copy_round(
             f"({_free_space(dst)}; first: {scheduler.errors[0]}); free space on it, or "
             "cancel and migrate to another pool"
         )
-    failed, first = failed_entries(job_id, db_url=db_url)
-    unreadable = [f for f in first if UNREADABLE in f]
-    if unreadable:
-        raise UnreadableSourceError(
-            f"migration {migration_id}: {failed} source file(s) could not be copied, "
-            f"{'; '.join(unreadable)}{'; ...' if failed > len(first) else ''}: their data "
-            "would not be migrated; make them readable by the mover and start again"
-        )
     if scheduler.errors:
+        failed, first = failed_entries(job_id, db_url=db_url)
+        unreadable = [f for f in first if UNREADABLE in f]
+        if unreadable:
+            raise UnreadableSourceError(
+                f"migration {migration_id}: {failed} source file(s) could not be copied, "
+                f"{'; '.join(unreadable)}{'; ...' if failed > len(first) else ''}: their data "
+                "would not be migrated; make them readable by the mover and start again"
+            )
         raise PermanentError(
             f"migration {migration_id}: {len(scheduler.errors)} batch(es) failed "
             f"(first: {scheduler.errors[0]})"
