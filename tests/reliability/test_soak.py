@@ -50,7 +50,7 @@ def _opt_in(request: pytest.FixtureRequest) -> None:
 @dataclass
 class Call:
     what: str
-    status: int  # 0: no answer within the client's timeout
+    status: int  # 0: no answer within the client's timeout; -1: connection reset or dropped
     seconds: float
 
 
@@ -73,12 +73,17 @@ class Soak:
 
     def call(self, what: str, method: str, path: str, **kw: Any) -> httpx.Response | None:
         began = time.monotonic()
+        status = 0
         try:
             resp: httpx.Response | None = self.client.request(method, path, **kw)
         except httpx.TimeoutException:
             resp = None
+        except httpx.TransportError:
+            # A connection the server reset or dropped (seen once at load 30): counted as a
+            # failed request, and the caller goes on as a client with retries would.
+            resp, status = None, -1
         with self.lock:
-            status = resp.status_code if resp is not None else 0
+            status = resp.status_code if resp is not None else status
             self.calls.append(Call(what, status, time.monotonic() - began))
         return resp
 
@@ -254,7 +259,7 @@ def test_soak_many_small_migrations_four_at_a_time(tmp_path: Path) -> None:
     outcomes = {o for _, o in soak.ended}
     assert len(soak.ended) == MIGRATIONS
     assert outcomes == {"migration_success"}, [e for e in soak.ended if e[1] != "migration_success"]
-    slow = [c for c in calls if c.seconds > LIMIT_S or c.status == 0]
+    slow = [c for c in calls if c.seconds > LIMIT_S or c.status <= 0]
     assert not slow, slow[:10]
     server_errors = [c for c in calls if c.status >= 500]
     assert not server_errors, server_errors[:10]
