@@ -254,7 +254,9 @@ def test_soak_many_small_migrations_four_at_a_time(tmp_path: Path) -> None:
         f"after {early.ended} ended: fds {early.fds}, RSS KiB {early.rss_kib}, "
         f"processes {early.processes}; at the end: fds {late.fds}, RSS KiB {late.rss_kib}, "
         f"processes {late.processes}; peak RSS KiB {peak_rss}, peak fds {peak_fds}; "
-        f"manifest rows kept {rows}; load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+        f"manifest rows kept {rows}; 5xx: {sum(c.status >= 500 for c in calls)}, over "
+        f"{LIMIT_S:.0f} s: {sum(c.seconds > LIMIT_S for c in calls)}, resets: "
+        f"{sum(c.status == -1 for c in calls)}; load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
     )
     outcomes = {o for _, o in soak.ended}
     assert len(soak.ended) == MIGRATIONS
