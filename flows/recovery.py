@@ -24,6 +24,7 @@ from flows.control import create_run, deliver_decision
 from storage import migration_endings as endings
 from storage import migration_lifecycle as lifecycle
 from storage.errors import InvalidStateError
+from storage.manifest_retention import prune_ended_manifests
 from storage.migration_freeze import lift_stale_freezes
 from storage.migration_lease import lease_ttl
 from storage.migration_recovery import (
@@ -126,4 +127,6 @@ def recover_migrations(*, run_creation_grace: timedelta = RUN_CREATION_GRACE) ->
         log.warning("retained instance %s expired without its expiry run; deleted", instance_id)
     if freed := endings.reclaim_deleted():
         log.info("freed the space of %d deleted share instance(s) left by ended runs", freed)
+    if pruned := prune_ended_manifests():
+        log.info("deleted %d manifest rows of migrations past their retention period", pruned)
     return done

@@ -58,6 +58,11 @@ class FreezeUnavailableError(PermanentError):
     goes on unfrozen and relies on its final sync, and says so in its log."""
 
 
+class UnreadableSourceError(PermanentError):
+    """Source entries the mover may not read (permissions): their data would not be
+    migrated, so the migration must not reach the switchover; the message counts them."""
+
+
 class IncompleteCopyError(PermanentError):
     """Manifest entries are still unverified: the destination must not become the share."""
 

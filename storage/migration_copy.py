@@ -6,6 +6,7 @@ by the database: task_state says which steps are done, the mover's manifest whic
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -19,6 +20,8 @@ from storage.errors import (
     CapacityError,
     IncompleteCopyError,
     PermanentError,
+    SharemigError,
+    UnreadableSourceError,
     classified_os_errors,
 )
 from storage.migration_freeze import freeze_instance, late_write_check
@@ -196,7 +199,18 @@ def host_plan(
     prestart(src, dst)
     _repair_destination(migration_id, job_id, dst, db_url)
     with classified_os_errors("walking the source share"):
-        plan_copy(job_id, src, dst, db_url=db_url, on_batches=on_batches)
+        plan = plan_copy(job_id, src, dst, db_url=db_url, on_batches=on_batches)
+    if plan.vanished or plan.vanished_while_walking:
+        # Deleted by a client under phase 1's walk (the switchover's source is frozen): they
+        # no longer exist, so they are not migrated; said here so it is never silent.
+        log.warning(
+            "migration %s: %d source entries vanished while being walked (first: %s) and %d "
+            "planned earlier are gone from the source; none of them is migrated",
+            migration_id,
+            plan.vanished_while_walking,
+            ", ".join(plan.vanished_paths[:3]) or "-",
+            plan.vanished,
+        )
     if not final_sync:
         set_task_state(migration_id, TaskState.COPY_IN_PROGRESS, db_url=db_url)
     sync_copy_progress(migration_id, job_id=job_id, db_url=db_url)
@@ -216,6 +230,8 @@ def host_copy_round(
     (`CancelledError`). Batches that fail for good raise once every running batch has
     ended, so cleanup never races a writer; files that could not be copied stay unverified
     for `host_finish` and the next round to count."""
+    from storage.mover.batch import UNREADABLE
+    from storage.mover.plan import failed_entries
     from storage.mover.pool import open_pool
     from storage.mover.schedule import BatchScheduler
 
@@ -238,9 +254,16 @@ def host_copy_round(
     budget = migration_budget(migration_id, db_url=db_url)
     with open_pool(src, dst, budget=budget, db_url=db_url) as pool:
         scheduler = BatchScheduler(job_id, db_url, pool, progress, stop)
-        batches = host_plan(
-            migration_id, final_sync=final_sync, on_batches=scheduler.submit, db_url=db_url
-        )
+        try:
+            batches = host_plan(
+                migration_id, final_sync=final_sync, on_batches=scheduler.submit, db_url=db_url
+            )
+        except SharemigError:
+            # A walk that failed (say, an unreadable directory) after handing out batches:
+            # they end first, so the cleanup that follows never races a writer.
+            with contextlib.suppress(SharemigError):
+                scheduler.drain()
+            raise
         scheduler.submit(batches)
         with classified_os_errors("copying the share's batches"):
             scheduler.drain()
@@ -251,6 +274,14 @@ def host_copy_round(
             "cancel and migrate to another pool"
         )
     if scheduler.errors:
+        failed, first = failed_entries(job_id, db_url=db_url)
+        unreadable = [f for f in first if UNREADABLE in f]
+        if unreadable:
+            raise UnreadableSourceError(
+                f"migration {migration_id}: {failed} source file(s) could not be copied, "
+                f"{'; '.join(unreadable)}{'; ...' if failed > len(first) else ''}: their data "
+                "would not be migrated; make them readable by the mover and start again"
+            )
         raise PermanentError(
             f"migration {migration_id}: {len(scheduler.errors)} batch(es) failed "
             f"(first: {scheduler.errors[0]})"
@@ -318,8 +349,9 @@ def unverified_entries(migration_id: str, *, db_url: str | None = None) -> tuple
 
 def frozen_and_unchanged(migration_id: str, *, db_url: str | None = None) -> bool:
     """True when the switchover may skip the final re-walk: the source was frozen for the
-    whole copy, nothing was written to it since (ctime), and the destination still holds
-    every verified file. Otherwise the caller runs the full final sync."""
+    whole copy, nothing was written to it since (ctime), the destination still holds
+    every verified file and no entry waits to be copied. Otherwise the caller runs the full
+    final sync."""
     with session_scope(db_url) as s:
         mig = load_migration(s, migration_id)
         source = s.get(ShareInstance, mig.source_instance_id)
@@ -342,7 +374,9 @@ def frozen_and_unchanged(migration_id: str, *, db_url: str | None = None) -> boo
             late[0],
         )
         return False
-    return not damaged
+    # An earlier attempt may have queued entries again and failed to copy them (a full
+    # destination): only a final sync copies them, and its error is the one to report.
+    return not damaged and not unverified_entries(migration_id, db_url=db_url)[0]
 
 
 def require_complete(migration_id: str, *, db_url: str | None = None) -> None:

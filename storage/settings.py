@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     """An API request waits at most this long in total for the Prefect API (retries of an
     overloaded server included); then it gets a 503 with Retry-After and nothing half-done."""
 
+    manifest_retention_s: int = Field(default=30 * 24 * 3600, ge=0)
+    """How long the manifest (copy job and one row per source entry) of a migration that
+    ended is kept for reports; `up`'s recovery pass deletes it after that."""
+
     approval_timeout_s: int = 7 * 24 * 3600
     approval_timeout_action: str = "keep_waiting"
     """What happens when nobody approves in time: `keep_waiting` (re-arm the wait) or `cancel`."""

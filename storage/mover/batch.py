@@ -186,6 +186,14 @@ class _Recorder:
         self.deltas = {}
 
 
+UNREADABLE = "unreadable by the mover"
+
+
+def unreadable_reason(exc: OSError) -> str:
+    """The manifest's error for a source file the mover may not open (counted by the copy)."""
+    return f"{UNREADABLE} (uid {os.geteuid()}): {exc.strerror or exc}"
+
+
 def _classify(exc: OSError, row: FileRow) -> SharemigError | None:
     """Errors that end the batch; None means the entry alone failed."""
     where = display_path(row.path)
@@ -354,6 +362,11 @@ class _LocalRun:
             self.rec.done(row)
         except SourceChanged as exc:
             self.rec.changed(row, str(exc))
+        except PermissionError as exc:
+            if exc.filename == c.src(row.path):
+                self.rec.failed(row, unreadable_reason(exc))
+            else:
+                self.rec.failed(row, exc.strerror or str(exc))
         except OSError as exc:
             fatal = _classify(exc, row)
             if fatal is not None:

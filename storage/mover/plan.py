@@ -6,6 +6,7 @@ in memory and concurrent writers wait milliseconds, not minutes.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -17,13 +18,13 @@ from sqlalchemy import Row, Table, func, select, update
 from sqlalchemy.orm import Session
 
 from storage.db import session_scope
-from storage.errors import NotFoundError
+from storage.errors import NotFoundError, UnreadableSourceError
 from storage.models.manifest import CopyJob, ManifestEntry
 from storage.mover.endpoints import normalize_url, open_endpoint
 from storage.mover.results import PlanSummary
 from storage.mover.sql import executemany
 from storage.mover.throttle import Throttle
-from storage.mover.walk import FILE, HARDLINK, WalkEntry, walk
+from storage.mover.walk import FILE, HARDLINK, WalkEntry, WalkProblems, walk
 from storage.settings import get_settings
 
 T = cast(Table, ManifestEntry.__table__)
@@ -289,7 +290,8 @@ def plan_copy(
     limit = get_settings().walk_limit_entries
     throttle = Throttle(limit) if limit else None
     chunk: list[WalkEntry] = []
-    for entry in walk(source):
+    problems = WalkProblems()
+    for entry in walk(source, problems):
         if throttle is not None:
             throttle.consume(1)
         chunk.append(entry)
@@ -317,6 +319,13 @@ def plan_copy(
         job.error = None
     if on_batches is not None:
         on_batches(planner.closed_batches(final=True))
+    if problems.unreadable:
+        first = "; ".join(f"{display_path(p)}: {why}" for p, why in problems.unreadable_paths)
+        raise UnreadableSourceError(
+            f"{problems.unreadable} source director{'y' if problems.unreadable == 1 else 'ies'} "
+            f"cannot be listed by the mover (uid {os.geteuid()}), so their contents would not "
+            f"be migrated (first: {first}); make them readable and start again"
+        )
     return PlanSummary(
         job_id=job_id,
         generation=generation,
@@ -327,6 +336,8 @@ def plan_copy(
         files_to_copy=t.to_copy_files,
         bytes_to_copy=t.to_copy_bytes,
         vanished=int(vanished_total or 0),
+        vanished_while_walking=problems.vanished,
+        vanished_paths=[display_path(p) for p in problems.vanished_paths],
         seconds=time.perf_counter() - started,
     )
 
@@ -352,6 +363,18 @@ def open_entries(job_id: str, *, db_url: str | None = None) -> tuple[int, bytes 
     with session_scope(db_url) as session:
         count = int(session.scalar(select(func.count()).where(is_open)) or 0)
         first = session.scalar(select(T.c.path).where(is_open).order_by(T.c.path).limit(1))
+    return count, first
+
+
+def failed_entries(job_id: str, *, db_url: str | None = None) -> tuple[int, list[str]]:
+    """Entries that failed for good, and the first few as "path: why" (for messages)."""
+    failed = (T.c.job_id == job_id) & (T.c.state == FAILED)
+    with session_scope(db_url) as session:
+        count = int(session.scalar(select(func.count()).where(failed)) or 0)
+        rows = session.execute(
+            select(T.c.path, T.c.error).where(failed).order_by(T.c.path).limit(5)
+        )
+        first = [f"{display_path(bytes(r.path))}: {r.error}" for r in rows]
     return count, first
 
 

@@ -16,6 +16,9 @@ class PlanSummary(BaseModel):
     bytes_to_copy: int
     vanished: int = 0
     """Entries of an earlier plan that are gone from the source (removed by `finish_copy`)."""
+    vanished_while_walking: int = 0
+    """Entries (or whole directories) that disappeared between being listed and read."""
+    vanished_paths: list[str] = Field(default_factory=list)
     seconds: float = 0.0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,35 @@ class WalkEntry:
     link_target: bytes | None = None
     inode: tuple[int, int] | None = None
     """(dev, ino) of a regular file with more than one name, to find its hard links."""
+
+
+SAMPLES = 10
+"""Paths kept per kind of problem, for messages (the counts are exact)."""
+
+
+@dataclass(slots=True)
+class WalkProblems:
+    """What a walk could not see, counted rather than skipped in silence.
+
+    `vanished`: entries listed but gone before their `lstat`, and directories gone before
+    they were listed (a client deleting under the walk; phase 1 only, the switchover's source
+    is frozen). `unreadable`: directories the walk may not list (their contents would not be
+    migrated)."""
+
+    vanished: int = 0
+    vanished_paths: list[bytes] = field(default_factory=list)
+    unreadable: int = 0
+    unreadable_paths: list[tuple[bytes, str]] = field(default_factory=list)
+
+    def gone(self, rel: bytes) -> None:
+        self.vanished += 1
+        if len(self.vanished_paths) < SAMPLES:
+            self.vanished_paths.append(rel)
+
+    def denied(self, rel: bytes, why: str) -> None:
+        self.unreadable += 1
+        if len(self.unreadable_paths) < SAMPLES:
+            self.unreadable_paths.append((rel, why))
 
 
 def kind_of(mode: int) -> str:
@@ -64,8 +93,12 @@ def _local_entry(rel: bytes, path: bytes, st: os.stat_result) -> WalkEntry:
     )
 
 
-def walk_local(root: bytes) -> Iterator[WalkEntry]:
-    """Every entry under `root` (the root itself first, as b""), without following symlinks."""
+def walk_local(root: bytes, problems: WalkProblems | None = None) -> Iterator[WalkEntry]:
+    """Every entry under `root` (the root itself first, as b""), without following symlinks.
+
+    Entries that vanish under the walk are counted in `problems`; so are directories it may
+    not list, which without `problems` raise `PermissionError` as before."""
+    seen = problems if problems is not None else WalkProblems()
     try:
         st = os.lstat(root)
     except FileNotFoundError as exc:
@@ -78,13 +111,24 @@ def walk_local(root: bytes) -> Iterator[WalkEntry]:
         rel_dir = stack.pop()
         children: list[bytes] = []
         prefix = rel_dir + b"/" if rel_dir else b""
-        with os.scandir(os.path.join(root, rel_dir) if rel_dir else root) as it:
+        try:
+            listing = os.scandir(os.path.join(root, rel_dir) if rel_dir else root)
+        except (FileNotFoundError, NotADirectoryError):
+            seen.gone(rel_dir)  # removed (or replaced) after its parent was listed
+            continue
+        except PermissionError as exc:
+            if problems is None:
+                raise
+            problems.denied(rel_dir, exc.strerror or str(exc))
+            continue
+        with listing as it:
             for de in it:
                 rel = prefix + de.name
                 try:
                     entry = _local_entry(rel, de.path, de.stat(follow_symlinks=False))
                 except FileNotFoundError:
-                    continue  # vanished while listing; the next plan sees the tree as it is
+                    seen.gone(rel)  # vanished while listing; the next plan sees the tree as it is
+                    continue
                 if entry.kind == DIR:
                     children.append(rel)
                 yield entry
@@ -133,7 +177,7 @@ def walk_fsspec(endpoint: Endpoint) -> Iterator[WalkEntry]:
         stack.extend(reversed(children))
 
 
-def walk(endpoint: Endpoint) -> Iterator[WalkEntry]:
+def walk(endpoint: Endpoint, problems: WalkProblems | None = None) -> Iterator[WalkEntry]:
     if endpoint.local:
-        return walk_local(endpoint.root_bytes)
+        return walk_local(endpoint.root_bytes, problems)
     return walk_fsspec(endpoint)

@@ -93,7 +93,9 @@ def test_lasting_faults_end_in_migration_error_with_the_source_intact(
 
 
 @pytest.mark.parametrize("kind", ["change", "delete"])
-def test_source_changed_or_deleted_during_copy(pools: dict[str, Path], kind: str) -> None:
+def test_source_changed_or_deleted_during_copy(
+    pools: dict[str, Path], kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """A client still writing to the share: the copy follows the source's final content."""
     share_id, src = new_share(POOL_FAULTY_SRC)
     make_tree(src)
@@ -126,6 +128,9 @@ def test_source_changed_or_deleted_during_copy(pools: dict[str, Path], kind: str
     assert content(dest) == expected_after
     if kind == "delete":
         assert not any(p.endswith("f005.bin") for p in expected_after)
+        # Counted and said, never silent: it vanished, so it is not migrated.
+        said = [r.getMessage() for r in caplog.records if "vanished" in r.getMessage()]
+        assert any("1 planned earlier are gone from the source" in m for m in said), said
 
 
 def _mount_tmpfs(path: Path, size: str) -> bool:
