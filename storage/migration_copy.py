@@ -36,6 +36,7 @@ from storage.migration_lifecycle import (
 from storage.migration_state import TaskState
 from storage.models import Migration, ShareInstance
 from storage.pools import driver_for
+from storage.settings import get_settings
 from storage.shares import get_share
 
 log = logging.getLogger(__name__)
@@ -186,7 +187,8 @@ def host_plan(
                 )
         job_id = mig.copy_job_id = _job_id(mig)
         src, dst = _copy_urls(s, mig)
-    prestart(src, dst)
+    if not get_settings().dask_address:  # batches run on this host's pool
+        prestart(src, dst)
     _repair_destination(migration_id, job_id, dst, db_url)
     with classified_os_errors("walking the source share"):
         plan_copy(job_id, src, dst, db_url=db_url, on_batches=on_batches)
@@ -204,12 +206,13 @@ def host_copy_round(
     db_url: str | None = None,
 ) -> MigrationStatus:
     """One round of the host copy: the walk, with each batch copied as soon as the walk
-    closes it, on an executor this call opens and owns (worker processes for local pairs, as
-    for `run_copy`). A recorded cancel stops every batch at a file boundary
-    (`CancelledError`). Batches that fail for good raise once every running batch has
-    ended, so cleanup never races a writer; files that could not be copied stay unverified
-    for `host_finish` and the next round to count."""
-    from storage.mover.pool import open_pool
+    closes it, on an executor this call opens and owns (`open_executor`: the Dask cluster
+    `SHAREMIG_DASK_ADDRESS` names, else worker processes for local pairs, as for
+    `run_copy`). A recorded cancel stops every batch at a file boundary (`CancelledError`).
+    Batches that fail for good raise once every running batch has ended, so cleanup never
+    races a writer; files that could not be copied stay unverified for `host_finish` and
+    the next round to count."""
+    from storage.mover.executor import open_executor
     from storage.mover.schedule import BatchScheduler
 
     with session_scope(db_url) as s:
@@ -226,7 +229,8 @@ def host_copy_round(
             synced[0] = now
             sync_copy_progress(migration_id, job_id=job_id, db_url=db_url)
 
-    with open_pool(src, dst) as pool:
+    with open_executor(src, dst) as pool:
+        log.info("migration %s: copy batches run on %s", migration_id, pool.describe())
         scheduler = BatchScheduler(job_id, db_url, pool, progress, stop)
         batches = host_plan(
             migration_id, final_sync=final_sync, on_batches=scheduler.submit, db_url=db_url
