@@ -3,8 +3,9 @@ its own environment): batches spread over the workers, progress never goes backw
 reaches running batches, a worker without a pool path has its batches retried elsewhere,
 and a scheduler that does not answer is named with the wait.
 
-The cluster is shared by the module (a Dask process takes seconds to start); its workers
-know the module's SQLite database only, so these tests run on SQLite in every CI step.
+The cluster is shared by the module (a Dask process takes seconds to start, tens of seconds
+on a loaded machine: those tests are slow); its workers know the module's SQLite database
+only, so these tests run on SQLite in every CI step.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def _batch_workers(client: Any, since: float) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.slow
 def test_batches_run_on_every_worker_and_the_copy_is_identical(
     on_cluster: DaskCluster, tmp_path: Path
 ) -> None:
@@ -89,6 +91,7 @@ def test_batches_run_on_every_worker_and_the_copy_is_identical(
     assert seen == sorted(seen) and seen[-1] == 100
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root")
 def test_a_worker_without_the_pool_path_fails_its_batches_and_they_run_elsewhere(
     on_cluster: DaskCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
@@ -110,6 +113,7 @@ def test_a_worker_without_the_pool_path_fails_its_batches_and_they_run_elsewhere
         shutil.rmtree(src)
 
 
+@pytest.mark.slow
 def test_a_stop_reaches_the_running_batches(on_cluster: DaskCluster, tmp_path: Path) -> None:
     gen_tree(tmp_path / "src", "small")
     stop_at: list[float] = []
@@ -151,6 +155,7 @@ def test_a_scheduler_that_does_not_answer_is_named_with_the_wait(
     assert f"the Dask scheduler at {address} did not answer within 2 s" in str(err.value)
 
 
+@pytest.mark.slow
 def test_an_in_memory_copy_says_it_stays_on_this_host(
     on_cluster: DaskCluster, caplog: pytest.LogCaptureFixture
 ) -> None:
