@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import up_process
 from kit.bench_kit import gen_tree, treecmp
 from kit.dask_cluster import DaskCluster, dask_cluster
 from sqlalchemy import select
@@ -33,7 +34,11 @@ COPY_S = 1800.0
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[UpProcess, DaskCluster]]:
+def stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[UpProcess, DaskCluster]]:
+    # Three Dask processes beside `up`'s server, worker and shim on two cores: give `up` time.
+    monkeypatch.setattr(up_process, "UP_START_S", 900.0)
     home = tmp_path / "home"
     db_url = f"sqlite:///{home / 'sharemig.db'}"
     with dask_cluster(tmp_path / "dask", db_url) as cluster:
