@@ -108,6 +108,12 @@ def up(
         "--demo-pools",
         help="localfs (default, no root) or btrfs: also two loop-backed btrfs pools (root).",
     ),
+    dask_address: str | None = typer.Option(
+        None,
+        "--dask-address",
+        help="Run copy batches on this Dask scheduler's workers (tcp://host:8786; default "
+        "$SHAREMIG_DASK_ADDRESS).",
+    ),
 ) -> None:
     """Start everything on this machine: Prefect server, worker, database, demo pools, API."""
     # Settings and Prefect read the environment on first use: set it before either is touched.
@@ -115,6 +121,8 @@ def up(
         os.environ["SHAREMIG_HOME"] = str(home.expanduser().resolve())
     if database_url:
         os.environ["SHAREMIG_DATABASE_URL"] = database_url
+    if dask_address:
+        os.environ["SHAREMIG_DASK_ADDRESS"] = dask_address
     from storage.settings import get_settings, reset_settings
 
     reset_settings()
@@ -146,6 +154,8 @@ def up(
     if demo_pools not in ("localfs", "btrfs"):
         err_console.print(f"[red]error:[/red] --demo-pools is localfs or btrfs, not {demo_pools!r}")
         raise typer.Exit(2)
+    if settings.dask_address:
+        _check_dask(settings.dask_address)
     if demo_pools == "btrfs":
         _add_btrfs_demo_pools(settings)
     for key, value in stack.environment().items():
@@ -156,6 +166,26 @@ def up(
         signal.signal(sig, _interrupt)
     code = _run(stack)
     raise typer.Exit(code)
+
+
+def _check_dask(address: str) -> None:
+    """Stop `up` now when the Dask scheduler does not answer: every copy would fail later."""
+    from storage.mover.dask_executor import connect
+
+    try:
+        client = connect(address)
+    except SharemigError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    try:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        threads = sum(int(w.get("nthreads", 1)) for w in workers.values())
+    finally:
+        client.close()
+    console.print(
+        f"[green]✓[/green] copy batches run on the Dask scheduler {address} "
+        f"({len(workers)} worker(s), {threads} thread(s) now)"
+    )
 
 
 def _add_btrfs_demo_pools(settings: Settings) -> None:

@@ -25,6 +25,19 @@ class TransientError(SharemigError):
     retriable = True
 
 
+class WorkerSetupError(TransientError):
+    """A copy batch landed on a worker that cannot run it (a pool path it does not see, another
+    database): worth a retry, on another worker. `worker` names the one to avoid."""
+
+    def __init__(self, message: str, worker: str) -> None:
+        super().__init__(message)
+        self.worker = worker
+
+    def __reduce__(self) -> tuple[type[WorkerSetupError], tuple[str, str]]:
+        # Raised on a Dask worker and pickled back to the copy that submitted the batch.
+        return (type(self), (str(self), self.worker))
+
+
 class PermanentError(SharemigError):
     """A failure a retry will not fix; the migration ends in `migration_error`."""
 

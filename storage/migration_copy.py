@@ -40,6 +40,7 @@ from storage.migration_state import TaskState
 from storage.models import CopyJob, Migration, ShareInstance
 from storage.models.base import utcnow
 from storage.pools import driver_for
+from storage.settings import get_settings
 from storage.shares import get_share
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,8 @@ def host_plan(
 
         with classified_os_errors("comparing the share with its retained instance"):
             seed_manifest(job_id, src, dst, db_url=db_url)
-    prestart(src, dst)
+    if not get_settings().dask_address:  # batches run on this host's pool
+        prestart(src, dst)
     _repair_destination(migration_id, job_id, dst, db_url)
     with classified_os_errors("walking the source share"):
         plan = plan_copy(job_id, src, dst, db_url=db_url, on_batches=on_batches)
@@ -225,14 +227,15 @@ def host_copy_round(
     db_url: str | None = None,
 ) -> MigrationStatus:
     """One round of the host copy: the walk, with each batch copied as soon as the walk
-    closes it, on an executor this call opens and owns (worker processes for local pairs, as
-    for `run_copy`). A recorded cancel stops every batch at a file boundary
-    (`CancelledError`). Batches that fail for good raise once every running batch has
-    ended, so cleanup never races a writer; files that could not be copied stay unverified
-    for `host_finish` and the next round to count."""
+    closes it, on an executor this call opens and owns (`open_executor`: the Dask cluster
+    `SHAREMIG_DASK_ADDRESS` names, else worker processes for local pairs, as for
+    `run_copy`). A recorded cancel stops every batch at a file boundary (`CancelledError`).
+    Batches that fail for good raise once every running batch has ended, so cleanup never
+    races a writer; files that could not be copied stay unverified for `host_finish` and
+    the next round to count."""
     from storage.mover.batch import UNREADABLE
+    from storage.mover.executor import open_executor
     from storage.mover.plan import failed_entries
-    from storage.mover.pool import open_pool
     from storage.mover.schedule import BatchScheduler
 
     with session_scope(db_url) as s:
@@ -252,7 +255,8 @@ def host_copy_round(
     from storage.pool_limits import migration_budget
 
     budget = migration_budget(migration_id, db_url=db_url)
-    with open_pool(src, dst, budget=budget, db_url=db_url) as pool:
+    with open_executor(src, dst, budget=budget, db_url=db_url) as pool:
+        log.info("migration %s: copy batches run on %s", migration_id, pool.describe())
         scheduler = BatchScheduler(job_id, db_url, pool, progress, stop)
         try:
             batches = host_plan(

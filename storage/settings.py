@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     batch_max_bytes: int = 1 << 30
     verify_attempts: int = 3
     bandwidth_limit_bytes: int | None = None
+    dask_address: str | None = None
+    """A Dask distributed scheduler (`tcp://host:8786`): copy batches run on its workers
+    instead of this host's process pool (see `storage.mover.dask_executor`)."""
+    dask_connect_timeout_s: float = Field(default=10.0, gt=0)
+    """How long a copy (or `sharemig up`) waits for the Dask scheduler to answer."""
     walk_limit_entries: int | None = None
     """At most this many source entries per second are walked while planning: caps the
     metadata load (stat, readdir) a migration puts on a filer that clients are still using."""

@@ -98,9 +98,10 @@ def run_up(
     ports: tuple[int, int] | None = None,
     extra_env: dict[str, str] | None = None,
     log_name: str | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> Iterator[UpProcess]:
-    """`sharemig up --home HOME` on `ports` (API, Prefect; default: free ones); yields once
-    endpoints.json is written by this `up`."""
+    """`sharemig up --home HOME [extra_args]` on `ports` (API, Prefect; default: free ones);
+    yields once endpoints.json is written by this `up`."""
     home.mkdir(parents=True, exist_ok=True)
     api_port, prefect_port = ports or (free_port(), free_port())
     log_path = home.parent / (log_name or f"{home.name}-up.log")
@@ -118,6 +119,7 @@ def run_up(
                 str(api_port),
                 "--prefect-port",
                 str(prefect_port),
+                *extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

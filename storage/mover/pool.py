@@ -141,6 +141,14 @@ class BatchPool:
         self._event: Any = None
         self._lock = threading.Lock()
 
+    @property
+    def inline(self) -> bool:
+        return self.workers <= 1
+
+    def describe(self) -> str:
+        kind = "processes" if self.processes else "threads"
+        return f"this host's pool ({self.workers} {kind})"
+
     def _executor(self) -> Executor:
         with self._lock:
             if self._pool is None:
@@ -169,9 +177,11 @@ class BatchPool:
         *,
         db_url: str | None = None,
         should_stop: Callable[[], bool] | None = None,
+        avoid: frozenset[str] = frozenset(),
     ) -> Future[BatchResult]:
         """Start one batch. `should_stop` reaches thread workers only; for processes, the
-        caller polls and calls `stop()` (see `run`)."""
+        caller polls and calls `stop()` (see `run`). `avoid` is for remote executors: every
+        worker here sees the same paths."""
         pool = self._executor()
         if self.processes:
             return pool.submit(_child_copy, job_id, batch, db_url)

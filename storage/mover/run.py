@@ -1,7 +1,7 @@
 """`run_copy`: plan, copy every batch in parallel, finish; what the CLI and benchmarks call.
 
-Batches run through the one `BatchScheduler` on a `BatchPool` (processes for local pairs,
-threads otherwise), started while the walk still goes on.
+Batches run through the one `BatchScheduler` on the executor `open_executor` picks (this host's
+pool, or the Dask cluster `SHAREMIG_DASK_ADDRESS` names), started while the walk goes on.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from collections.abc import Callable
 
 from storage.mover.audit import requeue_damaged
 from storage.mover.endpoints import normalize_url
+from storage.mover.executor import open_executor
 from storage.mover.finish import finish_copy
 from storage.mover.plan import default_job_id, pending_batches, plan_copy
-from storage.mover.pool import open_pool, prestart
+from storage.mover.pool import BatchPool, prestart
 from storage.mover.pool_budget import BudgetSpec
 from storage.mover.progress import job_progress
 from storage.mover.results import CopySummary, Progress
@@ -39,7 +40,7 @@ def run_copy(
     same job (verified files are not copied again) and syncs what changed since."""
     started = time.perf_counter()
     job_id = job_id or default_job_id(source_url, dest_url)
-    pool = open_pool(
+    pool = open_executor(
         source_url,
         dest_url,
         workers=workers,
@@ -47,7 +48,7 @@ def run_copy(
         budget=budget,
         db_url=db_url,
     )
-    if pool.processes and pool.workers > 1:
+    if isinstance(pool, BatchPool) and pool.processes and pool.workers > 1:
         prestart(source_url, dest_url)
     source_url, dest_url = normalize_url(source_url), normalize_url(dest_url)
     summary = CopySummary(job_id=job_id, source_url=source_url, dest_url=dest_url)

@@ -2,21 +2,26 @@
 
 Walk -> batches -> executor -> progress -> stop: `run_copy` (the CLI, the localfs driver's
 cross-filesystem copy) and the migration flow's copy (`storage.migration_copy`) both run
-their batches through it. The executor is an object the caller opens and hands in (a
-`BatchPool` today); nothing is looked up in a process-wide registry, so a copy's parts
-travel as ids (job id, batch numbers, database URL) and can run wherever the executor does.
+their batches through it. The executor is an object the caller opens and hands in (this
+host's `BatchPool` or a `DaskExecutor`, see `storage.mover.executor`); nothing is looked up
+in a process-wide registry, so a copy's parts travel as ids (job id, batch numbers) and can
+run wherever the executor does.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 
-from storage.errors import CancelledError, SharemigError, TransientError
+from storage.errors import CancelledError, SharemigError, TransientError, WorkerSetupError
 from storage.mover.batch import copy_batch
-from storage.mover.pool import POLL_SECONDS, BatchPool
+from storage.mover.executor import BatchExecutor
+from storage.mover.pool import POLL_SECONDS
 from storage.mover.progress import job_progress
 from storage.mover.results import BatchResult, Progress
+
+log = logging.getLogger(__name__)
 
 BATCH_RETRIES = 3
 """Attempts per batch when it fails with a transient error (a busy database, a network blip)."""
@@ -30,7 +35,7 @@ class BatchScheduler:
         self,
         job_id: str,
         db_url: str | None,
-        pool: BatchPool,
+        pool: BatchExecutor,
         progress: Callable[[Progress], None] | None,
         should_stop: Callable[[], bool] | None,
     ) -> None:
@@ -46,6 +51,8 @@ class BatchScheduler:
         """The batches' lasting errors themselves (their text is in `errors`)."""
         self.running: dict[Future[BatchResult], tuple[int, int]] = {}
         self.submitted: set[int] = set()
+        self.avoid: dict[int, frozenset[str]] = {}
+        """Per batch, the workers that could not run it (`WorkerSetupError`): not again."""
 
     def report(self) -> None:
         if self.progress is None:
@@ -57,7 +64,13 @@ class BatchScheduler:
         self.progress(p)
 
     def _submit_one(self, batch: int, attempt: int) -> None:
-        fut = self.pool.submit(self.job_id, batch, db_url=self.db_url, should_stop=self.should_stop)
+        fut = self.pool.submit(
+            self.job_id,
+            batch,
+            db_url=self.db_url,
+            should_stop=self.should_stop,
+            avoid=self.avoid.get(batch, frozenset()),
+        )
         self.running[fut] = (batch, attempt)
 
     def submit(self, batches: list[int]) -> None:
@@ -66,7 +79,7 @@ class BatchScheduler:
             if batch in self.submitted:
                 continue
             self.submitted.add(batch)
-            if self.pool.workers <= 1:
+            if self.pool.inline:
                 self._inline(batch)
             else:
                 self._submit_one(batch, 1)
@@ -122,6 +135,9 @@ class BatchScheduler:
             return False
         if isinstance(exc, CancelledError):
             return False
+        if isinstance(exc, WorkerSetupError):
+            log.warning("batch %d: %s", batch, exc)
+            self.avoid[batch] = self.avoid.get(batch, frozenset()) | {exc.worker}
         if isinstance(exc, TransientError) and attempt < BATCH_RETRIES:
             return True
         if isinstance(exc, SharemigError):

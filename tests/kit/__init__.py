@@ -1,0 +1,1 @@
+"""Shared test helpers, imported as plain modules (`from kit.dask_cluster import ...`)."""
