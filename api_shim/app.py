@@ -10,7 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api_shim import faults
 from api_shim.pipeline import ManilaPipeline
+from api_shim.policy import Policy
 from api_shim.routes import access, catalog, root, shares, snapshots
+from storage.settings import get_settings
 from storage.tokens import lookup_token
 
 
@@ -34,5 +36,20 @@ def create_app() -> FastAPI:
     faults.install(app)
     for module in (root, shares, snapshots, catalog, access):
         app.include_router(module.router)
-    app.add_middleware(ManilaPipeline, lookup=lookup_token)
+    settings = get_settings()
+    policy = Policy(settings.policy_path)
+    if settings.auth == "keystone":
+        from api_shim.keystone_auth import KeystoneTokens
+
+        keystone = KeystoneTokens(settings)
+        app.add_middleware(
+            ManilaPipeline,
+            lookup=keystone,
+            blocking=True,
+            hint=keystone.hint,
+            www_authenticate=keystone.www_authenticate,
+            policy=policy,
+        )
+    else:
+        app.add_middleware(ManilaPipeline, lookup=lookup_token, policy=policy)
     return app

@@ -52,7 +52,7 @@ def show_type(ctx: Ctx, type_id: str) -> JSONResponse:
 
 @router.post("/types")
 def create_type(ctx: Ctx, body: JsonObject) -> JSONResponse:
-    ctx.require_admin()
+    ctx.authorize("share_type:create")
     example = (
         '{"share_type": {"name": "gold", "extra_specs": {"driver_handles_share_servers": false}}}'
     )
@@ -104,7 +104,7 @@ def create_network(ctx: Ctx, body: JsonObject) -> JSONResponse:
 
 
 def _pools(ctx: Ctx, request: Request, *, detail: bool) -> JSONResponse:
-    ctx.require_admin()
+    ctx.authorize("scheduler_stats:pools:detail" if detail else "scheduler_stats:pools:index")
     filters = {
         k: request.query_params[k] for k in ("pool", "host", "backend") if k in request.query_params
     }
