@@ -81,6 +81,16 @@ def _middleware_conf(settings: Settings) -> dict[str, Any]:
     }
 
 
+def check_keystone_settings(settings: Settings) -> str:
+    """What `up` checks before starting: the settings are complete; returns Keystone's URL."""
+    conf = _middleware_conf(settings)
+    if "auth_url" in conf:
+        return str(conf["auth_url"])
+    oslo = conf["oslo_config_config"]
+    url = oslo.keystone_authtoken.www_authenticate_uri
+    return f"{url or 'the Keystone'} of {settings.keystone_authtoken_file}"
+
+
 class KeystoneTokens:
     """`lookup(token)` for the pipeline: who a Keystone token speaks for, or None (401)."""
 
