@@ -176,7 +176,7 @@ def _check_auth_settings(settings: Settings) -> None:
             where = check_keystone_settings(settings)
             console.print(f"[green]✓[/green] Keystone authentication: tokens checked by {where}")
     except SharemigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
 
 

@@ -50,9 +50,10 @@ def keystone(session_dir: Path) -> Iterator[Keystone]:
 
 
 @pytest.fixture(scope="session")
-def ks_shim(keystone: Keystone, worker: int, service_home: Path) -> Iterator[KeystoneShim]:
+def ks_shim(keystone: Keystone, service_home: Path) -> Iterator[KeystoneShim]:
     """`sharemig api` in Keystone mode, registered in the catalog by `sharemig keystone
-    register` (so the clients find it as they find Manila)."""
+    register` (so the clients find it as they find Manila). Tests that run migrations also
+    ask for the `worker`; the rest need no Prefect server."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     done = subprocess.run(
@@ -105,3 +106,17 @@ def ks_shim(keystone: Keystone, worker: int, service_home: Path) -> Iterator[Key
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=20)
+
+
+@pytest.fixture
+def ks_db(service_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """This test process reads and writes the shim's database (to place shares)."""
+    from storage.settings import reset_settings
+
+    monkeypatch.setenv("SHAREMIG_HOME", str(service_home))
+    monkeypatch.delenv("SHAREMIG_DATABASE_URL", raising=False)
+    if os.environ.get("SHAREMIG_TEST_SERVICE_DB_URL"):
+        monkeypatch.setenv("SHAREMIG_DATABASE_URL", os.environ["SHAREMIG_TEST_SERVICE_DB_URL"])
+    reset_settings()
+    yield service_home
+    reset_settings()

@@ -67,7 +67,7 @@ def wait_state(get: Any, *states: str) -> Any:
 
 
 def test_manilaclient_with_keystone_session_full_cycle(
-    ks_shim: KeystoneShim, service_env: Path
+    ks_shim: KeystoneShim, worker: int, service_env: Path
 ) -> None:
     from manilaclient import client
 
@@ -90,7 +90,7 @@ def test_manilaclient_with_keystone_session_full_cycle(
 
 
 def test_openstack_cli_with_clouds_yaml_cancel_cycle(
-    ks_shim: KeystoneShim, service_env: Path, tmp_path: Path
+    ks_shim: KeystoneShim, worker: int, service_env: Path, tmp_path: Path
 ) -> None:
     clouds = tmp_path / "clouds.yaml"
     clouds.write_text(
@@ -151,7 +151,7 @@ def test_openstack_cli_with_clouds_yaml_cancel_cycle(
 
 
 def test_member_token_gets_403_on_the_four_migration_actions(
-    ks_shim: KeystoneShim, service_env: Path
+    ks_shim: KeystoneShim, ks_db: Path
 ) -> None:
     share_id = new_share(ks_shim, "ks-member")
     with api(ks_shim, token(ks_shim, "alice"), "demo") as c:
@@ -163,9 +163,7 @@ def test_member_token_gets_403_on_the_four_migration_actions(
             assert f"share:{action}" in fault["message"]
 
 
-def test_another_projects_token_sees_none_of_the_shares(
-    ks_shim: KeystoneShim, service_env: Path
-) -> None:
+def test_another_projects_token_sees_none_of_the_shares(ks_shim: KeystoneShim, ks_db: Path) -> None:
     share_id = new_share(ks_shim, "ks-private")
     bob = token(ks_shim, "bob")
     with api(ks_shim, bob, "other") as c:
