@@ -48,10 +48,10 @@ def token(shim: KeystoneShim, user: str, project: str | None = "from-user") -> s
     return str(shim.session(user, project).get_token())  # type: ignore[attr-defined]
 
 
-def api(shim: KeystoneShim, tok: str, project: str) -> httpx.Client:
+def api(shim: KeystoneShim, tok: str, project: str, version: str = "2.98") -> httpx.Client:
     return httpx.Client(
         base_url=f"{shim.url}/v2/{shim.project(project)}",
-        headers={"X-Auth-Token": tok, "X-OpenStack-Manila-API-Version": "2.98"},
+        headers={"X-Auth-Token": tok, "X-OpenStack-Manila-API-Version": version},
         timeout=30,
     )
 
@@ -154,7 +154,8 @@ def test_member_token_gets_403_on_the_four_migration_actions(
     ks_shim: KeystoneShim, ks_db: Path
 ) -> None:
     share_id = new_share(ks_shim, "ks-member")
-    with api(ks_shim, token(ks_shim, "alice"), "demo") as c:
+    # 2.97: the last version with all four as actions (2.98 moves progress to a GET).
+    with api(ks_shim, token(ks_shim, "alice"), "demo", "2.97") as c:
         assert c.get(f"/shares/{share_id}").status_code == 200  # a member may read it
         for action, body in ACTIONS.items():
             resp = c.post(f"/shares/{share_id}/action", json={action: body})
@@ -196,6 +197,7 @@ def test_unscoped_revoked_and_garbage_tokens_get_401(ks_shim: KeystoneShim) -> N
 
 def test_keystone_stopped_gives_503_then_recovers(ks_shim: KeystoneShim) -> None:
     carol = token(ks_shim, "carol")
+    ks_shim.project("demo")
     ks_shim.keystone.stop()
     try:
         # The client's own timeout is the bound: a shim that hung on Keystone would fail it.

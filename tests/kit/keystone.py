@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -244,13 +244,17 @@ class KeystoneShim:
     keystone: Keystone
     proc: subprocess.Popen[bytes]
     log_path: Path
+    project_ids: dict[str, str] = field(default_factory=dict)
 
     def session(self, user: str, project: str | None = "from-user") -> object:
         scope = USERS[user][0] if project == "from-user" else project
         return password_session(self.keystone.url, user, f"{user}-pass", scope)
 
     def project(self, name: str) -> str:
-        return project_id(self.keystone, name)
+        """The Keystone project's id (remembered: tests ask for it while Keystone is down)."""
+        if name not in self.project_ids:
+            self.project_ids[name] = project_id(self.keystone, name)
+        return self.project_ids[name]
 
     def log_tail(self, n: int = 60) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
