@@ -12,6 +12,7 @@ from typing import Any
 
 import webob
 import webob.dec
+from keystoneauth1 import exceptions as ksa
 from keystonemiddleware import auth_token
 from oslo_config import cfg
 
@@ -109,12 +110,18 @@ class KeystoneTokens:
         if not token:
             return None
         req = webob.Request.blank("/", headers={"X-Auth-Token": token})
-        resp = req.get_response(self._protocol)
+        unavailable = KeystoneUnavailableError(
+            "Keystone could not check the token: it did not answer within "
+            f"{self.timeout_s} s (SHAREMIG_KEYSTONE_TIMEOUT_S) or refused the connection."
+        )
+        try:
+            resp = req.get_response(self._protocol)
+        except (ksa.ConnectionError, ksa.RequestTimeout, ksa.DiscoveryFailure) as exc:
+            # auth_token turns these into a 503 only around the token check itself; the
+            # service user's own authentication lets them through.
+            raise unavailable from exc
         if resp.status_int == 503:
-            raise KeystoneUnavailableError(
-                "Keystone could not check the token: it did not answer within "
-                f"{self.timeout_s} s (SHAREMIG_KEYSTONE_TIMEOUT_S) or refused the connection."
-            )
+            raise unavailable
         if resp.status_int != 200:
             return None
         identity = resp.json
