@@ -11,7 +11,9 @@ from starlette.concurrency import run_in_threadpool
 from api_shim import faults
 from api_shim.metrics import Metrics, RequestTimer
 from api_shim.pipeline import ManilaPipeline
+from api_shim.policy import Policy
 from api_shim.routes import access, catalog, replicas, root, sharemig, shares, snapshots
+from storage.settings import get_settings
 from storage.tokens import lookup_token
 
 
@@ -40,5 +42,20 @@ def create_app() -> FastAPI:
     app.add_route("/metrics", metrics.response, methods=["GET"], include_in_schema=False)
     # Inside the pipeline, which strips the project segment: routes are timed by template.
     app.add_middleware(RequestTimer, metrics=metrics)
-    app.add_middleware(ManilaPipeline, lookup=lookup_token)
+    settings = get_settings()
+    policy = Policy(settings.policy_path)
+    if settings.auth == "keystone":
+        from api_shim.keystone_auth import KeystoneTokens
+
+        keystone = KeystoneTokens(settings)
+        app.add_middleware(
+            ManilaPipeline,
+            lookup=keystone,
+            blocking=True,
+            hint=keystone.hint,
+            www_authenticate=keystone.www_authenticate,
+            policy=policy,
+        )
+    else:
+        app.add_middleware(ManilaPipeline, lookup=lookup_token, policy=policy)
     return app

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api_shim.faults import NOT_FOUND, Fault
+from api_shim.policy import Policy
 from api_shim.versions import APIVersion, VersionRange, ranges_text, v
 from storage.tokens import TokenInfo
 
@@ -24,10 +25,14 @@ class RequestContext:
     base_url: str
     arrived: float = 0.0
     """`time.monotonic()` when the request reached the shim: time budgets count from it."""
+    policy: Policy | None = None
 
     @property
     def is_admin(self) -> bool:
-        return self.caller.is_admin
+        """Manila's `context.is_admin`: the `context_is_admin` rule (role admin by default)."""
+        if self.policy is None:
+            return self.caller.is_admin
+        return self.policy.is_admin(self.caller)
 
     @property
     def project_id(self) -> str:
@@ -36,7 +41,7 @@ class RequestContext:
     @property
     def visible_project(self) -> str | None:
         """Project filter for lookups: admins see every project's shares (as in Manila)."""
-        return None if self.caller.is_admin else self.caller.project_id
+        return None if self.is_admin else self.caller.project_id
 
     def at_least(self, version: str) -> bool:
         return self.version >= v(version)
@@ -51,9 +56,17 @@ class RequestContext:
                 + f"; it needs {ranges_text(ranges)}.",
             )
 
+    def authorize(self, rule: str) -> None:
+        """403 unless the policy (Manila's defaults and the operator's policy.yaml) allows."""
+        allowed = (
+            self.caller.is_admin if self.policy is None else self.policy.allows(rule, self.caller)
+        )
+        if not allowed:
+            raise Fault(403, f"{FORBIDDEN} Policy rule {rule} does not allow this token's roles.")
+
     def require_admin(self) -> None:
-        if not self.caller.is_admin:
-            raise Fault(403, f"{FORBIDDEN} This operation needs a token with the admin role.")
+        """The `context_is_admin` rule; a handler with a Manila rule of its own uses `authorize`."""
+        self.authorize("context_is_admin")
 
     def check_project(self) -> None:
         if self.url_project is not None and self.url_project != self.caller.project_id:
@@ -77,6 +90,7 @@ def _context(request: Request) -> RequestContext:
         url_project=state["url_project"],
         base_url=str(request.base_url),
         arrived=state.get("arrived", time.monotonic()),
+        policy=state.get("policy"),
     )
 
 

@@ -13,10 +13,12 @@ import time
 import uuid
 from collections.abc import Callable
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api_shim.faults import fault_name
+from api_shim.policy import Policy
 from api_shim.versions import (
     DEFAULT_VERSION,
     EXPERIMENTAL_HEADER,
@@ -26,6 +28,7 @@ from api_shim.versions import (
     experimental_flag,
     parse_version,
 )
+from storage.errors import TransientError
 from storage.tokens import TokenInfo
 
 # First path segments under /v2 that are collections, i.e. URLs without a project segment.
@@ -43,6 +46,9 @@ COLLECTIONS = frozenset(
 _PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 TokenLookup = Callable[[str | None], TokenInfo | None]
+"""Who a token speaks for, None for a token to refuse (401); TransientError when the
+authority cannot answer (503)."""
+TOKENS_HINT = "Create a token with `sharemig token create --project <project> [--admin]`."
 
 
 def _json_bytes(body: object) -> bytes:
@@ -50,9 +56,23 @@ def _json_bytes(body: object) -> bytes:
 
 
 class ManilaPipeline:
-    def __init__(self, app: ASGIApp, lookup: TokenLookup) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        lookup: TokenLookup,
+        *,
+        blocking: bool = False,
+        hint: str = TOKENS_HINT,
+        www_authenticate: str | None = None,
+        policy: Policy | None = None,
+    ) -> None:
+        """`blocking`: `lookup` does network I/O, so it runs in a worker thread."""
         self.app = app
         self.lookup = lookup
+        self.blocking = blocking
+        self.hint = hint
+        self.www_authenticate = www_authenticate
+        self.policy = policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -67,9 +87,21 @@ class ManilaPipeline:
             return
 
         headers = Headers(scope=scope)
-        caller = self.lookup(headers.get("x-auth-token"))
+        token = headers.get("x-auth-token")
+        try:
+            if self.blocking:
+                caller = await run_in_threadpool(self.lookup, token)
+            else:
+                caller = self.lookup(token)
+        except TransientError as exc:
+            message = f"{exc} The request was not carried out; retry it once it is back."
+            await self._reply(send, 503, self._fault(503, message), [*extra, ("Retry-After", "5")])
+            return
         if caller is None:
-            await self._reply(send, 401, self._unauthorized(headers), extra)
+            refused = list(extra)
+            if self.www_authenticate:
+                refused.append(("WWW-Authenticate", self.www_authenticate))
+            await self._reply(send, 401, self._unauthorized(headers, self.hint), refused)
             return
         raw = headers.get(VERSION_HEADER)
         version = DEFAULT_VERSION if raw is None else parse_version(raw.strip())
@@ -106,6 +138,7 @@ class ManilaPipeline:
             caller=caller,
             url_project=url_project,
             arrived=arrived,
+            policy=self.policy,
         )
         await self.app(scope, receive, self._with_headers(send, extra))
 
@@ -125,11 +158,11 @@ class ManilaPipeline:
         return _json_bytes({fault_name(status): {"code": status, "message": message}})
 
     @staticmethod
-    def _unauthorized(headers: Headers) -> bytes:
+    def _unauthorized(headers: Headers, hint: str) -> bytes:
         why = "was rejected" if headers.get("x-auth-token") else "is missing"
         message = (
             f"The request you have made requires authentication: the X-Auth-Token header {why}. "
-            "Create a token with `sharemig token create --project <project> [--admin]`."
+            + hint
         )
         return _json_bytes({"error": {"code": 401, "title": "Unauthorized", "message": message}})
 

@@ -7,6 +7,7 @@ from cli import (  # noqa: F401  (they register commands)
     copy_cmd,
     db_cmd,
     demo_cmd,
+    keystone_cmd,
     migrate_cmd,
     plan_cmd,
     pools_cmd,

@@ -128,6 +128,7 @@ def up(
     reset_settings()
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
+    _check_auth_settings(settings)
     opts = UpOptions(
         home=settings.home.resolve(),
         host=host,
@@ -186,6 +187,27 @@ def _check_dask(address: str) -> None:
         f"[green]✓[/green] copy batches run on the Dask scheduler {address} "
         f"({len(workers)} worker(s), {threads} thread(s) now)"
     )
+
+
+def _check_auth_settings(settings: Settings) -> None:
+    """Refuse to start on a policy.yaml or Keystone settings the API would fail on later."""
+    from api_shim.policy import check_policy_file
+
+    try:
+        if settings.policy_path is not None:
+            rules = check_policy_file(settings.policy_path)
+            console.print(
+                f"[green]✓[/green] policy {settings.policy_path}: {len(rules)} rule(s) "
+                "override Manila's defaults"
+            )
+        if settings.auth == "keystone":
+            from api_shim.keystone_auth import check_keystone_settings
+
+            where = check_keystone_settings(settings)
+            console.print(f"[green]✓[/green] Keystone authentication: tokens checked by {where}")
+    except SharemigError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
 
 
 def _add_btrfs_demo_pools(settings: Settings) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,6 +71,29 @@ class Settings(BaseSettings):
     approval_timeout_action: str = "keep_waiting"
     """What happens when nobody approves in time: `keep_waiting` (re-arm the wait) or `cancel`."""
 
+    auth: Literal["tokens", "keystone"] = "tokens"
+    """`tokens`: the tokens file (`sharemig token create`); `keystone`: tokens are validated by
+    keystonemiddleware's auth_token against `keystone_url` (or `keystone_authtoken_file`)."""
+    keystone_url: str | None = None
+    """Keystone's v3 URL, e.g. http://127.0.0.1:5000/v3 (auth_url and www_authenticate_uri)."""
+    keystone_username: str = "sharemig"
+    keystone_password: str | None = None
+    keystone_project: str = "service"
+    keystone_user_domain: str = "Default"
+    keystone_project_domain: str = "Default"
+    keystone_authtoken_file: Path | None = None
+    """An oslo.config file with a `[keystone_authtoken]` section, used instead of the
+    `keystone_*` settings above (as every OpenStack service's own config file has)."""
+    keystone_timeout_s: int = Field(default=5, ge=1)
+    """How long one call to Keystone may take; it is tried once (no reconnect retries), so a
+    request waits at most about this long for Keystone before it gets a 503."""
+    keystone_cache_s: int = Field(default=300, ge=-1)
+    """Validated tokens are cached this many seconds (auth_token's `token_cache_time`; -1:
+    no cache): a revoked token keeps working until its cache entry expires."""
+    policy_file: Path | None = None
+    """An oslo.policy `policy.yaml` overriding Manila's default rules (default:
+    `home/policy.yaml` when it exists)."""
+
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'sharemig.db'}"
@@ -81,6 +105,13 @@ class Settings(BaseSettings):
     @property
     def tokens_path(self) -> Path:
         return self.tokens_file or self.home / "tokens.yaml"
+
+    @property
+    def policy_path(self) -> Path | None:
+        if self.policy_file is not None:
+            return self.policy_file
+        default = self.home / "policy.yaml"
+        return default if default.exists() else None
 
 
 @lru_cache(maxsize=1)

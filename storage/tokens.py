@@ -35,6 +35,8 @@ class TokenInfo:
 
     project_id: str
     roles: tuple[str, ...]
+    user_id: str | None = None
+    """Keystone's user id; tokens-file tokens carry none."""
 
     @property
     def is_admin(self) -> bool:

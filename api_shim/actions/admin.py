@@ -19,7 +19,7 @@ RESET_STATUS_LEGACY = (VersionRange(v("2.0"), v("2.6")),)
 
 def reset_task_state(ctx: RequestContext, share_id: str, value: object) -> Response:
     ctx.require(MIGRATION_ACTION, "reset_task_state")
-    ctx.require_admin()
+    ctx.authorize("share:reset_task_state")
     task_state = parse_reset(value, "reset_task_state", "task_state")
     if task_state is not None and not isinstance(task_state, str):
         raise Fault(400, f"Invalid task_state {task_state!r}: use null or a task state name.")
@@ -29,7 +29,7 @@ def reset_task_state(ctx: RequestContext, share_id: str, value: object) -> Respo
 
 
 def _reset_status(ctx: RequestContext, share_id: str, value: object, action: str) -> Response:
-    ctx.require_admin()
+    ctx.authorize("share:reset_status")
     status = parse_reset(value, action, "status")
     if not isinstance(status, str) or status not in RESETTABLE_STATUSES:
         allowed = ", ".join(sorted(RESETTABLE_STATUSES))

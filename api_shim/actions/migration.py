@@ -20,7 +20,7 @@ def _via(ctx: RequestContext, action: str) -> str:
 
 def start(ctx: RequestContext, share_id: str, value: object) -> Response:
     ctx.require(MIGRATION_START, "migration_start")
-    ctx.require_admin()
+    ctx.authorize("share:migration_start")
     req = parse_start(value)
     from flows import control
     from flows.prefect_calls import prefect_budget
@@ -32,7 +32,7 @@ def start(ctx: RequestContext, share_id: str, value: object) -> Response:
 
 def complete(ctx: RequestContext, share_id: str, _value: object) -> Response:
     ctx.require(MIGRATION_ACTION, "migration_complete")
-    ctx.require_admin()
+    ctx.authorize("share:migration_complete")
     from flows import control
     from flows.prefect_calls import prefect_budget
 
@@ -45,7 +45,7 @@ def complete(ctx: RequestContext, share_id: str, _value: object) -> Response:
 
 def cancel(ctx: RequestContext, share_id: str, _value: object) -> Response:
     ctx.require(MIGRATION_ACTION, "migration_cancel")
-    ctx.require_admin()
+    ctx.authorize("share:migration_cancel")
     from flows import control
     from flows.prefect_calls import prefect_budget
 
@@ -57,7 +57,7 @@ def cancel(ctx: RequestContext, share_id: str, _value: object) -> Response:
 
 
 def progress_body(ctx: RequestContext, share_id: str) -> JSONResponse:
-    ctx.require_admin()
+    ctx.authorize("share:migration_get_progress")
     from flows import control
 
     view = control.migration_progress(share_id, project_id=ctx.visible_project)

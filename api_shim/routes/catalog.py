@@ -91,7 +91,7 @@ def _visible_to(ctx: RequestContext) -> str | None:
 
 @router.post("/types")
 def create_type(ctx: Ctx, body: JsonObject) -> JSONResponse:
-    ctx.require_admin()
+    ctx.authorize("share_type:create")
     spec = _type_body(body)
     name, extra_specs = spec.get("name"), spec.get("extra_specs") or {}
     description = spec.get("description")
@@ -133,7 +133,7 @@ def create_type(ctx: Ctx, body: JsonObject) -> JSONResponse:
 @router.put("/types/{type_id}")
 def update_type(ctx: Ctx, type_id: str, body: JsonObject) -> JSONResponse:
     ctx.require(TYPE_UPDATE, "PUT /types/{id}")
-    ctx.require_admin()
+    ctx.authorize("share_type:update")
     spec = _type_body(body)
     name, description = spec.get("name"), spec.get("description")
     public = spec.get("share_type_access:is_public")
@@ -162,14 +162,14 @@ def update_type(ctx: Ctx, type_id: str, body: JsonObject) -> JSONResponse:
 
 @router.delete("/types/{type_id}")
 def delete_type(ctx: Ctx, type_id: str) -> Response:
-    ctx.require_admin()
+    ctx.authorize("share_type:delete")
     with session_scope() as session:
         delete_share_type(session, type_id)
     return Response(status_code=202)
 
 
 def _access_list(ctx: RequestContext, type_id: str) -> JSONResponse:
-    ctx.require_admin()
+    ctx.authorize("share_type:list_project_access")
     with session_scope() as session:
         st = get_share_type(session, type_id)
         return JSONResponse(views.share_type_access(st, type_access(session, type_id)))
@@ -189,13 +189,18 @@ def access_list_legacy(ctx: Ctx, type_id: str) -> JSONResponse:
 
 @router.post("/types/{type_id}/action")
 def type_action(ctx: Ctx, type_id: str, raw: RawBody) -> Response:
-    ctx.require_admin()
     action, value = frame_action(raw)
     change = {"addProjectAccess": add_type_access, "removeProjectAccess": remove_type_access}
     if action not in change:
+        ctx.require_admin()
         raise Fault(
             400, f"There is no such action: {action}; use addProjectAccess or removeProjectAccess."
         )
+    rule = {
+        "addProjectAccess": "add_project_access",
+        "removeProjectAccess": "remove_project_access",
+    }
+    ctx.authorize(f"share_type:{rule[action]}")
     project = value.get("project") if isinstance(value, dict) else None
     if not isinstance(project, str) or not project:
         raise Fault(
@@ -234,7 +239,7 @@ def create_network(ctx: Ctx, body: JsonObject) -> JSONResponse:
 
 
 def _pools(ctx: Ctx, request: Request, *, detail: bool) -> JSONResponse:
-    ctx.require_admin()
+    ctx.authorize("scheduler_stats:pools:detail" if detail else "scheduler_stats:pools:index")
     filters = {
         k: request.query_params[k] for k in ("pool", "host", "backend") if k in request.query_params
     }

@@ -27,6 +27,7 @@ class BatchExecutor(Protocol):
 
     workers: int
     """Batches that may run at once."""
+
     @property
     def throttle(self) -> Pacer | None:
         """The bandwidth limit shared by batches run in this process (`inline`)."""
