@@ -108,8 +108,14 @@ def test_one_migration_at_a_time_on_a_pool_limited_to_one(service_env: Path) -> 
     _cancel_all([s.share_id for s in shares])
 
 
-BUDGET = 1_000_000
-"""Bytes/s of the pool: low, so two copies are paced well below the machine's speed."""
+GAP_S = 5.0
+BUDGET = 500_000
+"""Bytes/s of the pool: low, so two copies are paced well below the machine's speed, and each
+copy alone lasts long enough (16 s) that both run together even when the worker starts the
+second run seconds after the first (8 s measured on a loaded machine)."""
+SKIP = 2 * BUDGET
+"""Bytes not measured at the start: the bucket's one-second burst, plus the second the
+migration row's verified counters may lag the copy (`PROGRESS_SYNC_S`)."""
 
 
 def test_two_migrations_share_the_pool_bandwidth_budget(service_env: Path) -> None:
@@ -136,15 +142,22 @@ def test_two_migrations_share_the_pool_bandwidth_budget(service_env: Path) -> No
         return min(done) >= total / 2
 
     wait_for(sample, timeout=300, interval=0.2, what="both copies to finish")
-    both = [(t, a + b) for t, a, b in samples if 0 < a < total / 2 and 0 < b < total / 2]
-    # The moments the counters moved (a batch verified), after the burst.
-    steady = [
-        (t, n) for i, (t, n) in enumerate(both) if n >= BUDGET and (i == 0 or both[i - 1][1] != n)
+    # The moments the pool's total moved (a batch verified), once the bucket's one-second
+    # burst is spent. The rate is taken over the stretches where a copy was running (two
+    # moves at most GAP_S apart): the worker may start the second run late, even after the
+    # first ended, on a loaded machine; the pool's budget holds either way.
+    moves = [(t, a + b) for t, a, b in samples]
+    moves = [m for i, m in enumerate(moves) if i == 0 or moves[i - 1][1] != m[1]]
+    steps = [(t1 - t0, n1 - n0) for (t0, n0), (t1, n1) in pairwise(moves)]
+    # After an idle gap the bucket has refilled its burst: skip the step that spends it.
+    active = [
+        step
+        for i, step in enumerate(steps)
+        if step[0] <= GAP_S and moves[i][1] >= SKIP and (i == 0 or steps[i - 1][0] <= GAP_S)
     ]
-    assert len(steady) >= 2, f"the two copies barely ran together: {samples}"
-    (t0, n0), (t1, n1) = steady[0], steady[-1]
-    assert t1 - t0 >= 3, f"too short a window to measure: {steady}"
-    rate = (n1 - n0) / (t1 - t0)
+    seconds, copied = sum(a[0] for a in active), sum(a[1] for a in active)
+    assert seconds >= 8, f"too short a window to measure: {moves}"
+    rate = copied / seconds
     assert BUDGET * 0.85 <= rate <= BUDGET * 1.15, f"{rate:.0f} B/s through {BUDGET} B/s"
     for share in shares:
         wait_task_state(share.share_id, "data_copying_completed", timeout=300)
