@@ -2,6 +2,7 @@
 
 from storage.models.base import Base, new_id, utcnow
 from storage.models.catalog import Pool, ShareNetwork, ShareType
+from storage.models.maintenance import MaintenanceMove
 from storage.models.manifest import CopyJob, ManifestEntry
 from storage.models.migration import Migration
 from storage.models.share import AccessRule, ExportLocation, Share, ShareInstance, Snapshot
@@ -11,6 +12,7 @@ __all__ = [
     "Base",
     "CopyJob",
     "ExportLocation",
+    "MaintenanceMove",
     "ManifestEntry",
     "Migration",
     "Pool",
