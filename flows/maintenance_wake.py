@@ -23,15 +23,15 @@ WAKE_WAIT_S = 20.0
 WAKE_POLL_S = 0.3
 
 
-def _unseen(run_id: str) -> bool:
-    return run_id in batch.runs_with_unseen_endings()
+def _due(run_id: str) -> bool:
+    return run_id in batch.runs_to_wake()
 
 
 def wake(run_id: str, *, wait_s: float = WAKE_WAIT_S) -> bool:
-    """Resume maintenance run `run_id` if it waits on an ending it has not seen; True if
+    """Resume maintenance run `run_id` if an ending it has not seen gives it work; True if
     this call resumed it."""
     deadline = time.monotonic() + wait_s
-    while _unseen(run_id):
+    while _due(run_id):
         run: Any = call_prefect("read the maintenance run", lambda c: c.read_flow_run(UUID(run_id)))
         state = run.state
         if state is None or state.is_final() or state.is_scheduled() or state.is_pending():
@@ -70,9 +70,9 @@ def wake_owner(migration_id: str) -> None:
 
 
 def wake_waiting() -> list[str]:
-    """Every maintenance run with an ending it has not seen, resumed if it waits; the ids."""
+    """Every maintenance run an ending gives work, resumed if it waits; the ids."""
     woken = []
-    for run_id in batch.runs_with_unseen_endings():
+    for run_id in batch.runs_to_wake():
         if wake(run_id, wait_s=0):
             woken.append(run_id)
     return woken

@@ -1,9 +1,10 @@
 """The batch of a maintenance run (evacuate / rebalance) in the database.
 
 The flow records its plan once, then suspends while the migrations it started run: no process
-waits for them. A migration that ends wakes the flow (`flows.maintenance_wake`); the resumed
-run re-enters from the top, reads the batch back, records what ended and starts the next
-moves. The rows are also the report the flow returns: one outcome per share.
+waits for them. A migration that ends wakes the flow when that gives it something to do
+(`runs_to_wake`, `flows.maintenance_wake`); the resumed run re-enters from the top, reads the
+batch back, records what ended and starts the next moves. The rows are also the report the
+flow returns: one outcome per share.
 """
 
 from __future__ import annotations
@@ -144,15 +145,23 @@ def owner_of(migration_id: str, *, db_url: str | None = None) -> str | None:
         )
 
 
-def runs_with_unseen_endings(*, db_url: str | None = None) -> list[str]:
-    """Maintenance runs one of whose migrations ended since the run last looked: each is
-    suspended (or about to be) and must be woken to carry on."""
+def runs_to_wake(*, db_url: str | None = None) -> list[str]:
+    """Maintenance runs to resume: one of their migrations ended since the run last looked,
+    and the run has something to do about it (a move to start, or nothing left to wait for).
+    An ending while other migrations still run and nothing waits to start is picked up at the
+    next wake: one process start per free slot, not one per ending."""
     with session_scope(db_url) as s:
-        return list(
-            s.scalars(
-                select(MaintenanceMove.flow_run_id)
-                .join(Migration, Migration.id == MaintenanceMove.migration_id)
-                .where(MaintenanceMove.outcome.is_(None), Migration.outcome.is_not(None))
-                .distinct()
-            )
-        )
+        rows = s.execute(
+            select(MaintenanceMove.flow_run_id, MaintenanceMove.migration_id, Migration.outcome)
+            .outerjoin(Migration, Migration.id == MaintenanceMove.migration_id)
+            .where(MaintenanceMove.outcome.is_(None))
+        ).all()
+    unseen, pending, running = set(), set(), set()
+    for run_id, migration_id, ended in rows:
+        if migration_id is None:
+            pending.add(run_id)
+        elif ended is None:
+            running.add(run_id)
+        else:
+            unseen.add(run_id)
+    return sorted(r for r in unseen if r in pending or r not in running)
