@@ -10,13 +10,16 @@ flow returns: one outcome per share.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 
 from storage.db import session_scope
 from storage.models import MaintenanceMove, Migration
 from storage.models.base import utcnow
-from storage.pool_moves import PlannedMove
+
+if TYPE_CHECKING:  # the migration flow imports this module; planning is not its business
+    from storage.pool_moves import PlannedMove
 
 
 @dataclass(frozen=True)

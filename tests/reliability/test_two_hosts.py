@@ -50,6 +50,8 @@ HOST_ENV = {
 # Each worker takes at most this many flow runs at once: 6 migrations and the evacuation
 # cannot all land on one host.
 WORKER_LIMIT = 4
+# Pool B is another filesystem: the localfs driver copies (driver-assisted), or the mover does.
+COPYING = ("migration_driver_in_progress", "data_copying_in_progress")
 
 RECOVERY_PASS = """
 import json
@@ -207,7 +209,7 @@ def test_evacuation_over_two_hosts_survives_one_host_dying(two_hosts: Stack) -> 
 
     def both_hosts_copying() -> bool:
         seen.update(_runs_by_host(stack))
-        copying = [s for s in _task_states(ids).values() if s == "data_copying_in_progress"]
+        copying = [s for s in _task_states(ids).values() if s in COPYING]
         hosts = {seen[r] for r in _runs_by_host(stack)}
         return len(copying) >= 2 and hosts == {"host-a", "host-b"}
 
