@@ -319,7 +319,7 @@ def main() -> None:
     )
     try:
         server.start()
-        server.wait_healthy(http_ok(os.environ["PREFECT_API_URL"] + "/health"), 120)
+        server.wait_healthy(http_ok(os.environ["PREFECT_API_URL"] + "/health"), 300)
         apply_deployments()
         worker.start()
         from prefect import get_client
