@@ -28,7 +28,7 @@ from storage import migration_endings as endings
 from storage import migration_lifecycle as lifecycle
 from storage.errors import InvalidStateError
 from storage.migration_freeze import lift_stale_freezes
-from storage.migration_lease import lease_ttl, release, take
+from storage.migration_lease import HeldLease, lease_ttl
 from storage.migration_recovery import (
     RUN_CREATION_GRACE,
     UnfinishedMigration,
@@ -148,13 +148,13 @@ def recover_migrations(*, run_creation_grace: timedelta = RUN_CREATION_GRACE) ->
 def claimed(mig: UnfinishedMigration) -> Iterator[UnfinishedMigration | None]:
     """The migration as it is now, while this pass holds its lease; None when someone else
     holds it or it changed since `mig` was read (another pass acted on it)."""
-    owner = f"recovery-{uuid4().hex[:12]}"
-    if not take(mig.id, owner):
+    lease = HeldLease(mig.id, f"recovery-{uuid4().hex[:12]}", None)
+    if not lease.try_start():
         yield None
         return
-    try:
+    try:  # renewed while the pass works: a slow Prefect call must not let a second pass in
         now = next((m for m in unfinished_migrations() if m.id == mig.id), None)
         same = now is not None and now.flow_run_id == mig.flow_run_id
         yield now if same else None
     finally:
-        release(mig.id, owner)
+        lease.stop()
