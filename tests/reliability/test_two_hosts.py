@@ -251,7 +251,12 @@ def test_evacuation_over_two_hosts_survives_one_host_dying(two_hosts: Stack) -> 
         assert any(content(p) == expected for p in dest), f"{share_id}: data differs"
     assert not [p for p in stack.pool_dir(POOL_A).iterdir() if content(p)], "sources left"
 
-    runs = _migrate_runs(stack)
+    def runs_ended() -> list[Any]:
+        # A run records migration_success, then returns (and wakes the evacuation).
+        found = _migrate_runs(stack)
+        return found if all(r.state and r.state.is_final() for r in found) else []
+
+    runs = wait_for(runs_ended, timeout=300, interval=1, what="every migration run to end")
     per_migration: dict[str, list[Any]] = {}
     for run in runs:
         per_migration.setdefault(run.parameters["migration_id"], []).append(run)
