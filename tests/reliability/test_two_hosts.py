@@ -182,11 +182,6 @@ def _migrate_runs(stack: Stack) -> list[Any]:
 
 
 def test_evacuation_over_two_hosts_survives_one_host_dying(two_hosts: Stack) -> None:
-    from prefect.deployments import run_deployment
-
-    from storage import maintenance_batch
-    from storage.db import session_scope
-    from storage.shares import get_share
 
     stack = two_hosts
     shares = []
@@ -195,6 +190,26 @@ def test_evacuation_over_two_hosts_survives_one_host_dying(two_hosts: Stack) -> 
         shares.append((share_id, make_tree(path)))
     ids = [sid for sid, _ in shares]
     host_a, host_b = _start_host(stack, "a"), _start_host(stack, "b")
+    try:
+        _evacuate_and_kill(stack, shares, ids, host_a, host_b)
+    finally:
+        for host in (host_a, host_b):
+            kill9(descendants(host.pid))
+            host.wait(timeout=10)
+
+
+def _evacuate_and_kill(
+    stack: Stack,
+    shares: list[tuple[str, Any]],
+    ids: list[str],
+    host_a: subprocess.Popen[bytes],
+    host_b: subprocess.Popen[bytes],
+) -> None:
+    from prefect.deployments import run_deployment
+
+    from storage import maintenance_batch
+    from storage.db import session_scope
+    from storage.shares import get_share
 
     parent: Any = run_deployment(
         "evacuate-pool/evacuate-pool",
