@@ -16,7 +16,14 @@ the same run as the baseline:
   (c) the data path: phase 1's copy inside the flow (copy-round start -> finish-copy end, from
       the task runs) / run_copy's own time                        (data_ratio)
 
-    python bench/orchestration_bench.py [--preset small] [--reps 3] [--workdir DIR] [--keep]
+  the fixed cost's target row: process starts (start -> running, plus resume -> running)
+  against the 4 s target, and as a share of the whole migration.
+For the (a) row on a tree whose bare copy takes >= 60 s, `--trees N` puts N generated trees
+of the preset side by side in one share (e.g. `--preset large-files --trees 4` on a scratch
+ext4); the table says when the bare copy was shorter than that.
+
+    python bench/orchestration_bench.py [--preset small] [--trees 1] [--reps 3]
+        [--workdir DIR] [--keep]
 """
 
 from __future__ import annotations
@@ -270,6 +277,7 @@ def bare_copy(tree: Path, dest: Path) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--preset", default="small")
+    ap.add_argument("--trees", type=int, default=1, help="trees of the preset in one share")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--keep", action="store_true")
@@ -311,7 +319,7 @@ def main() -> None:
     )
     try:
         server.start()
-        server.wait_healthy(http_ok(os.environ["PREFECT_API_URL"] + "/health"), 120)
+        server.wait_healthy(http_ok(os.environ["PREFECT_API_URL"] + "/health"), 300)
         apply_deployments()
         worker.start()
         from prefect import get_client
@@ -323,11 +331,10 @@ def main() -> None:
         wait(registered, 60, "worker", interval=0.5)
         tree = work / "tree"
         if not tree.exists():
-            subprocess.run(
-                [sys.executable, str(KIT / "gen_dataset.py"), str(tree), "--preset", args.preset],
-                check=True,
-                capture_output=True,
-            )
+            parts = [tree] if args.trees <= 1 else [tree / f"t{i}" for i in range(args.trees)]
+            for part in parts:
+                gen = [sys.executable, str(KIT / "gen_dataset.py"), str(part)]
+                subprocess.run([*gen, "--preset", args.preset], check=True, capture_output=True)
         rows = []
         for rep in range(args.reps):
             first_bare = rep % 2 == 0  # alternate the order: neither always gets the warm cache
@@ -354,6 +361,7 @@ def main() -> None:
     ratio_ex = (med["flow_s"] - med["process_start_s"]) / med["bare_s"]
     result = {
         "preset": args.preset,
+        "trees": args.trees,
         "workdir_fs": fs_type(work),
         "reps": args.reps,
         "load_avg": os.getloadavg()[0],
@@ -363,7 +371,7 @@ def main() -> None:
         "target": 1.10,
     }
     print(
-        f"\npreset={args.preset} on {result['workdir_fs']} reps={args.reps} "
+        f"\npreset={args.preset} x{args.trees} on {result['workdir_fs']} reps={args.reps} "
         f"(medians, warm cache, same run; load average now {result['load_avg']:.1f})"
     )
     print("| measure | seconds |\n|---|---:|")
@@ -379,7 +387,12 @@ def main() -> None:
         *(k for k in med if k.startswith("switch_")),
     ):
         print(f"| {k} | {med[k]:.2f} |")
-    print(f"| **(a) ratio flow/bare** | **{ratio:.2f}** (target <= 1.10) |")
+    short = " (bare copy under 60 s: not the (a) row's tree)" if med["bare_copy_s"] < 60 else ""
+    print(f"| **(a) ratio flow/bare** | **{ratio:.2f}** (target <= 1.10){short} |")
+    print(
+        f"| **fixed cost: flow-run process starts** | **{med['process_start_s']:.2f} s** "
+        f"(target <= 4 s; {med['process_start_s'] / med['flow_s']:.0%} of the migration) |"
+    )
     print(f"| (b) ratio without flow-run process starts | {ratio_ex:.2f} |")
     print(f"| **(c) data path: flow copy / run_copy** | **{med['data_ratio']:.2f}** |")
     out = REPO / "bench" / "results"

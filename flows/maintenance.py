@@ -1,23 +1,30 @@
 """Maintenance flows: drain a pool, or rebalance full pools. Each move is a normal migration
-started through `flows.control` (same admission rules, same flow, same approval)."""
+started through `flows.control` (same admission rules, same flow, same approval).
+
+The flow does not wait in a process while its migrations run (their approval may take days):
+it records its batch in the database (`storage.maintenance_batch`), starts up to
+`max_concurrent` migrations and suspends. Each migration that ends resumes it
+(`flows.maintenance_wake`); the resumed run re-enters from the top, reads the batch, records
+the endings and starts the next moves, until every move has an outcome.
+"""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
+from uuid import uuid4
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, runtime
+from prefect.flow_runs import suspend_flow_run
 
 from flows import control
-from storage import migration_lifecycle as lifecycle
+from storage import maintenance_batch as batch
 from storage.errors import SharemigError
 from storage.pool_moves import PlannedMove, plan_evacuation, plan_rebalance
 
-POLL_S = 2.0
 
-
-def _start(move: PlannedMove) -> str | None:
+def _start(move: batch.Move) -> str | None:
     req = control.StartRequest(
-        host=move.dest_pool,
+        host=str(move.dest_pool),
         preserve_metadata=False,
         preserve_snapshots=False,
         writable=False,
@@ -27,44 +34,74 @@ def _start(move: PlannedMove) -> str | None:
     return outcome.migration_id
 
 
-def run_moves(
-    moves: list[PlannedMove], *, max_concurrent: int, auto_approve: bool
+def _start_next(run_id: str, moves: list[batch.Move], max_concurrent: int) -> None:
+    log = get_run_logger()
+    free = max(1, max_concurrent) - sum(m.active for m in moves)
+    for move in [m for m in moves if m.pending][: max(0, free)]:
+        try:
+            migration_id = _start(move)
+        except SharemigError as exc:
+            batch.record_start(run_id, move.share_id, outcome=f"not started: {exc}")
+            log.warning("share %s not moved: %s", move.share_id, exc)
+            continue
+        if migration_id is None:  # already there: nothing to move
+            batch.record_start(run_id, move.share_id, outcome="migration_success")
+            continue
+        batch.record_start(run_id, move.share_id, migration_id=migration_id)
+        log.info(
+            "share %s: %s -> %s (migration %s)",
+            move.share_id,
+            move.source_pool,
+            move.dest_pool,
+            migration_id,
+        )
+
+
+def run_batch(
+    plan: Callable[[], tuple[list[PlannedMove], dict[str, str]]],
+    *,
+    max_concurrent: int,
+    auto_approve: bool,
 ) -> dict[str, str]:
-    """Run the moves as migrations, at most `max_concurrent` at once; share id -> outcome.
+    """Run the planned moves as migrations, at most `max_concurrent` at once; returns share id
+    -> outcome once every move has one.
 
     Without `auto_approve` each migration waits for an operator's approval (Prefect UI,
-    `sharemig approve` or the Manila API) like any other, and this flow waits with it.
+    `sharemig approve` or the Manila API) like any other; meanwhile this run is suspended.
     """
     log = get_run_logger()
-    queue = list(moves)
-    active: dict[str, str] = {}  # migration id -> share id
-    approved: set[str] = set()
-    results: dict[str, str] = {}
-    while queue or active:
-        while queue and len(active) < max(1, max_concurrent):
-            move = queue.pop(0)
-            try:
-                migration_id = _start(move)
-            except SharemigError as exc:
-                results[move.share_id] = f"not started: {exc}"
-                log.warning("share %s not moved: %s", move.share_id, exc)
-                continue
-            if migration_id is None:
-                results[move.share_id] = "migration_success"
-                continue
-            log.info("share %s: %s -> %s", move.share_id, move.source_pool, move.dest_pool)
-            active[migration_id] = move.share_id
-        time.sleep(POLL_S)
-        for migration_id, share_id in list(active.items()):
-            st = lifecycle.status(migration_id)
-            if st.finished:
-                results[share_id] = str(st.outcome)
-                del active[migration_id]
-            elif auto_approve and st.phase1_done and migration_id not in approved:
-                approved.add(migration_id)
-                if st.requested_action is None:
-                    control.complete_migration(share_id, reason="auto-approved by maintenance")
-    return results
+    run_id = str(runtime.flow_run.get_id())
+    if not batch.has_plan(run_id):
+        planned, unplaced = plan()
+        batch.record_plan(run_id, planned, unplaced, auto_approve=auto_approve)
+        log.info("plan: %d move(s), %d share(s) left in place", len(planned), len(unplaced))
+    while True:
+        seen = batch.moves(run_id)
+        for move in seen:
+            if move.just_ended:
+                log.info("share %s: %s", move.share_id, move.outcome)
+        _start_next(run_id, seen, max_concurrent)
+        moves = batch.moves(run_id)
+        if all(m.outcome is not None for m in moves):
+            return {m.share_id: str(m.outcome) for m in moves}
+        if any(m.pending for m in moves) and not any(m.active for m in moves):
+            continue  # every start in this round ended at once: start the next ones
+        waiting = [m.share_id for m in moves if m.active]
+        log.info("suspended until one of %d migration(s) ends: %s", len(waiting), waiting)
+        # A fresh key per wait: this run re-enters from the top after every resume.
+        suspend_flow_run(timeout=None, key=f"batch-{uuid4().hex[:12]}")
+
+
+def _evacuation_plan(
+    pool: str, destination: str | None
+) -> Callable[[], tuple[list[PlannedMove], dict[str, str]]]:
+    def plan() -> tuple[list[PlannedMove], dict[str, str]]:
+        moves, problems = plan_evacuation(pool, destination=destination)
+        for problem in problems:
+            get_run_logger().warning("cannot evacuate %s", problem)
+        return moves, {p.split(":", 1)[0].removeprefix("share "): p for p in problems}
+
+    return plan
 
 
 @flow(name="evacuate-pool", persist_result=False)
@@ -75,12 +112,11 @@ def evacuate_pool(
     destination: str | None = None,
 ) -> dict[str, str]:
     """Move every share off `pool` (to `destination`, or wherever the scheduler fits it)."""
-    moves, problems = plan_evacuation(pool, destination=destination)
-    for problem in problems:
-        get_run_logger().warning("cannot evacuate %s", problem)
-    results = run_moves(moves, max_concurrent=max_concurrent, auto_approve=auto_approve)
-    results.update({p.split(":", 1)[0].removeprefix("share "): p for p in problems})
-    return results
+    return run_batch(
+        _evacuation_plan(pool, destination),
+        max_concurrent=max_concurrent,
+        auto_approve=auto_approve,
+    )
 
 
 @flow(name="rebalance-pools", persist_result=False)
@@ -91,6 +127,10 @@ def rebalance_pools(
     max_concurrent: int = 2,
 ) -> dict[str, str]:
     """Move shares off pools filled above `fill_threshold_pct` to emptier compatible pools."""
-    moves = plan_rebalance(fill_threshold_pct, max_moves)
-    get_run_logger().info("rebalance plan: %d move(s)", len(moves))
-    return run_moves(moves, max_concurrent=max_concurrent, auto_approve=auto_approve)
+
+    def plan() -> tuple[list[PlannedMove], dict[str, str]]:
+        moves = plan_rebalance(fill_threshold_pct, max_moves)
+        get_run_logger().info("rebalance plan: %d move(s)", len(moves))
+        return moves, {}
+
+    return run_batch(plan, max_concurrent=max_concurrent, auto_approve=auto_approve)

@@ -20,8 +20,10 @@ from prefect.input import RunInput
 from prefect.states import Cancelled, Failed
 
 from flows.copy_phase import ProgressArtifact, copy_until_verified, publish_report
+from flows.maintenance_wake import wake_owner
 from flows.pool_slots import pool_slots
 from flows.switchover import switchover
+from storage import maintenance_batch
 from storage import migration_endings as endings
 from storage import migration_lifecycle as lifecycle
 from storage.errors import CancelledError, InvalidStateError, LeaseLostError
@@ -32,6 +34,7 @@ from storage.settings import get_settings
 from tasks import migration_steps as steps
 
 APPROVAL_KEY = "approval"
+AUTO_APPROVE_REASON = "auto-approved by the maintenance run that started it"
 DRIVER_POLL_S = 1.0
 
 
@@ -79,6 +82,8 @@ def _await_decision(migration_id: str, deadline_passed: bool) -> str:
         return requested
     if approved_in_advance(migration_id):
         return lifecycle.take_decision(migration_id, True, "rollback: approved by its command")
+    if maintenance_batch.auto_approved(migration_id):
+        return lifecycle.take_decision(migration_id, True, AUTO_APPROVE_REASON)
     if deadline_passed:
         timeout_s = get_settings().approval_timeout_s
         return lifecycle.take_decision(
@@ -132,7 +137,15 @@ def migrate_share(migration_id: str, approval_deadline_passed: bool = False) -> 
 
     Ends in `migration_success`, `migration_cancelled` (reject/cancel at any point before the
     switchover) or `migration_error` (source untouched, reason recorded on the migration).
+    A maintenance run that started it and waits suspended is woken once it ended.
     """
+    result = _migrate(migration_id, approval_deadline_passed)
+    if lifecycle.status(migration_id).finished:
+        wake_owner(migration_id)
+    return result
+
+
+def _migrate(migration_id: str, approval_deadline_passed: bool) -> str | State:
     log = get_run_logger()
     current = steps.begin(migration_id, runtime.flow_run.get_id())
     if current.finished:

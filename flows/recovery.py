@@ -15,18 +15,21 @@ live run on another host, or one that outlived its worker, is never taken for a 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from flows.control import create_run, deliver_decision
+from flows.maintenance_wake import wake_waiting
 from storage import migration_endings as endings
 from storage import migration_lifecycle as lifecycle
 from storage.errors import InvalidStateError
 from storage.manifest_retention import prune_ended_manifests
 from storage.migration_freeze import lift_stale_freezes
-from storage.migration_lease import lease_ttl
+from storage.migration_lease import HeldLease, lease_ttl
 from storage.migration_recovery import (
     RUN_CREATION_GRACE,
     UnfinishedMigration,
@@ -106,9 +109,11 @@ def recover_migrations(*, run_creation_grace: timedelta = RUN_CREATION_GRACE) ->
     """Resume or cancel every unfinished migration whose run is gone; returns what was done.
 
     Safe on any host, and beside another `up`'s pass: a run counts as gone when Prefect says
-    it ended, or says it runs while its lease in the database has expired; creating the new
-    run is idempotent per dead run. `run_creation_grace`: how long a migration admitted
-    without a run is given before its run counts as lost.
+    it ended, or says it runs while its lease in the database has expired. A pass acts on a
+    migration only while it holds that migration's lease itself (`claimed`), so two passes
+    never both act on one; creating the new run is idempotent per dead run besides.
+    `run_creation_grace`: how long a migration admitted without a run is given before its run
+    counts as lost.
     """
     from prefect import get_client
 
@@ -117,10 +122,21 @@ def recover_migrations(*, run_creation_grace: timedelta = RUN_CREATION_GRACE) ->
     for mig in unfinished_migrations():
         with get_client(sync_client=True) as client:
             state, since = _run_state(client, mig.flow_run_id)
-            if mig.flow_run_id and run_is_orphaned(mig, state, since, ttl=ttl):
-                _mark_crashed(client, mig.flow_run_id)
+        orphaned = bool(mig.flow_run_id) and run_is_orphaned(mig, state, since, ttl=ttl)
+        if recovery_action(mig, "CRASHED" if orphaned else state, grace=run_creation_grace) == (
+            "leave"
+        ):
+            done.append(Recovered(mig.id, mig.share_id, state, "leave"))
+            continue
+        with claimed(mig) as fresh:
+            if fresh is None:  # another pass (or a run that just started) has it now
+                done.append(Recovered(mig.id, mig.share_id, state, "leave"))
+                continue
+            if orphaned and mig.flow_run_id:
+                with get_client(sync_client=True) as client:
+                    _mark_crashed(client, mig.flow_run_id)
                 state = "CRASHED"
-        done.append(_apply(mig, state, run_creation_grace))
+            done.append(_apply(fresh, state, run_creation_grace))
     for instance_id in lift_stale_freezes():
         log.warning("share instance %s was left frozen by an ended migration; lifted", instance_id)
     for instance_id in expire_retained():
@@ -129,4 +145,22 @@ def recover_migrations(*, run_creation_grace: timedelta = RUN_CREATION_GRACE) ->
         log.info("freed the space of %d deleted share instance(s) left by ended runs", freed)
     if pruned := prune_ended_manifests():
         log.info("deleted %d manifest rows of migrations past their retention period", pruned)
+    for run_id in wake_waiting():
+        log.warning("maintenance run %s resumed: a migration of its batch had ended", run_id)
     return done
+
+
+@contextmanager
+def claimed(mig: UnfinishedMigration) -> Iterator[UnfinishedMigration | None]:
+    """The migration as it is now, while this pass holds its lease; None when someone else
+    holds it or it changed since `mig` was read (another pass acted on it)."""
+    lease = HeldLease(mig.id, f"recovery-{uuid4().hex[:12]}", None)
+    if not lease.try_start():
+        yield None
+        return
+    try:  # renewed while the pass works: a slow Prefect call must not let a second pass in
+        now = next((m for m in unfinished_migrations() if m.id == mig.id), None)
+        same = now is not None and now.flow_run_id == mig.flow_run_id
+        yield now if same else None
+    finally:
+        lease.stop()

@@ -145,6 +145,14 @@ class HeldLease:
         self._thread.start()
         return self
 
+    def try_start(self) -> bool:
+        """Take the lease if nobody else holds a live one, without waiting; renewed from then
+        on like `start`. False (and nothing to stop) when another owner holds it."""
+        if not take(self.migration_id, self.owner, db_url=self._db_url):
+            return False
+        self._thread.start()
+        return True
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():

@@ -101,6 +101,10 @@ def recovery_action(
 
 # A run in one of these states has (or is about to have) a process working on it.
 ORPHANABLE_RUN_STATES = frozenset({"RUNNING", "PENDING", "CANCELLING"})
+# A run that has not taken its migration's lease yet is still starting: its process starts,
+# imports Prefect and sharemig and runs its first task. On a loaded host that takes far longer
+# than a short lease TTL (30 s and more with two cores shared by many processes).
+RUN_START_GRACE = timedelta(seconds=60)
 
 
 def run_is_orphaned(
@@ -112,11 +116,15 @@ def run_is_orphaned(
     now: datetime | None = None,
 ) -> bool:
     """Prefect shows the run working, but nobody holds the migration's lease: its process
-    died with its worker (or its host). A run that has been in that state for less than one
-    lease TTL may still be starting, before its first renewal, and is not called dead."""
+    died with its worker (or its host). A run that held the lease is dead once it has gone a
+    TTL without renewing it; one that never took it is given `RUN_START_GRACE` to start."""
     if run_state not in ORPHANABLE_RUN_STATES or mig.flow_run_id is None:
         return False
     current = (now or utcnow()).replace(tzinfo=None)
     if LeaseView(mig.lease_owner, mig.lease_expires_at).live_for(mig.flow_run_id, current):
         return False
-    return state_since is None or current - state_since.replace(tzinfo=None) > ttl
+    if state_since is None:
+        return True
+    held_it = mig.lease_owner == mig.flow_run_id
+    grace = ttl if held_it else max(ttl, RUN_START_GRACE)
+    return current - state_since.replace(tzinfo=None) > grace

@@ -84,20 +84,29 @@ def freeze_dir(path: Path) -> None:
         raise
 
 
+# Bind mounts one freeze may have stacked (each lift undoes every one of them).
+LIFT_ATTEMPTS = 16
+
+
 def lift_dir(path: Path) -> None:
     """Remove the freeze (every read-only bind sharemig stacked at `path`). Idempotent."""
     target = os.path.realpath(path)
-    while _mounts_at(path) and _is_self_bind(path):
+    for _ in range(LIFT_ATTEMPTS):
+        if not (_mounts_at(path) and _is_self_bind(path)):
+            return
         proc = subprocess.run(
             ["umount", target], capture_output=True, text=True, timeout=MOUNT_TIMEOUT_S
         )
         if proc.returncode != 0:
+            if "not mounted" in proc.stderr.lower():
+                continue  # another process lifted it between our look and the umount
             # A process with its working directory inside keeps the mount busy; a lazy
             # unmount detaches it now and lets that process finish on the old view.
             busy = "busy" in proc.stderr.lower()
             if not busy:
                 raise PermanentError(f"umount {target} failed: {proc.stderr.strip()}")
             subprocess.run(["umount", "-l", target], timeout=MOUNT_TIMEOUT_S, check=False)
+    raise PermanentError(f"umount {target}: still mounted after {LIFT_ATTEMPTS} unmounts")
 
 
 def _is_self_bind(path: Path) -> bool:

@@ -8,6 +8,7 @@ from storage.models.catalog import (
     ShareType,
     ShareTypeProject,
 )
+from storage.models.maintenance import MaintenanceMove
 from storage.models.manifest import CopyJob, ManifestEntry
 from storage.models.migration import Migration
 from storage.models.mover_rate import MoverRate
@@ -18,6 +19,7 @@ __all__ = [
     "Base",
     "CopyJob",
     "ExportLocation",
+    "MaintenanceMove",
     "ManifestEntry",
     "Migration",
     "MoverRate",

@@ -11,6 +11,7 @@ from conftest import (
     POOL_OBJECTS,
     migration_of,
     new_share,
+    processes_for_run,
     run_state,
     share_row,
     start_request,
@@ -79,3 +80,65 @@ def test_cancelling_the_run_in_prefect_cleans_up() -> None:
     assert row["host"] == POOL_A and [i[1] for i in row["instances"]] == [POOL_A]
     assert sum(1 for _ in share.path.rglob("f*")) == 300
     assert "cancelled in Prefect" in (migration_of(share.share_id).error or "")
+
+
+def _run_logs(run_id: str) -> list[str]:
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(
+            LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)])), limit=200
+        )
+    return [log.message for log in logs]
+
+
+def test_evacuation_waits_suspended_while_its_migrations_wait_for_approval() -> None:
+    """No process (or worker slot) is held by the evacuation while its children wait for an
+    operator; each approval's ending resumes it, and its report names every share's end."""
+    from prefect.deployments import run_deployment
+
+    from flows import control
+    from storage import maintenance_batch
+
+    shares = [new_share(POOL_OBJECTS, snapshots=False) for _ in range(3)]
+    for i, share in enumerate(shares):
+        (share.path / "payload").write_bytes(bytes([i]) * 2000)
+    run: Any = run_deployment(
+        "evacuate-pool/evacuate-pool",
+        parameters={"pool": POOL_OBJECTS, "destination": POOL_B, "max_concurrent": 2},
+        timeout=0,
+    )
+    run_id = str(run.id)
+
+    def two_waiting() -> list[Any]:
+        rows = [(s, share_row(s.share_id)["task_state"]) for s in shares]
+        return (
+            [s for s, st in rows if st == "data_copying_completed"][:2]
+            if (sum(st == "data_copying_completed" for _, st in rows) == 2)
+            else []
+        )
+
+    waiting = wait_for(two_waiting, timeout=300, what="two migrations waiting for approval")
+    third = next(s for s in shares if s not in waiting)
+    assert share_row(third.share_id)["task_state"] is None, "max_concurrent=2: two at once"
+    wait_for(lambda: run_state(run_id).is_paused(), timeout=60, what="the evacuation to suspend")
+    assert processes_for_run(run_id) == [], "a suspended evacuation holds no process"
+    planned = maintenance_batch.moves(run_id)
+    assert sorted(m.share_id for m in planned) == sorted(s.share_id for s in shares)
+
+    for share in waiting:
+        control.complete_migration(share.share_id, reason="operator approved")
+        wait_task_state(share.share_id, "migration_success", timeout=120)
+    wait_task_state(third.share_id, "data_copying_completed", timeout=120)
+    wait_for(lambda: run_state(run_id).is_paused(), timeout=60, what="the evacuation to suspend")
+    control.complete_migration(third.share_id, reason="operator approved")
+    wait_task_state(third.share_id, "migration_success", timeout=120)
+    wait_for(lambda: run_state(run_id).is_final(), timeout=120, what="evacuation end")
+    assert run_state(run_id).is_completed()
+    logs = "\n".join(_run_logs(run_id))
+    for share in shares:
+        assert f"share {share.share_id}: migration_success" in logs
+    assert [m.outcome for m in maintenance_batch.moves(run_id)] == ["migration_success"] * 3

@@ -133,6 +133,10 @@ def _unfinished(db_url: str, migration_id: str) -> UnfinishedMigration:
         ("expired", "CANCELLING", 600, True),
         ("none", "RUNNING", 5, False),  # just started, before its first renewal
         ("none", "RUNNING", 600, True),  # never took it: died before it began
+        # Past one TTL but never held it: a process still starting on a loaded host.
+        ("none", "PENDING", 45, False),
+        ("none", "RUNNING", 45, False),
+        ("expired", "RUNNING", 45, True),  # held it, then stopped renewing
         ("other", "RUNNING", 600, True),  # the lease belongs to an earlier run
         ("expired", "PAUSED", 600, False),  # a suspended run holds no process nor lease
         ("expired", "SCHEDULED", 600, False),
