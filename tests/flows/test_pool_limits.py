@@ -108,7 +108,9 @@ def test_one_migration_at_a_time_on_a_pool_limited_to_one(service_env: Path) -> 
     _cancel_all([s.share_id for s in shares])
 
 
-GAP_S = 5.0
+GAP_S = 10.0
+"""Longer between two moves of the counters is idle time (no copy running), not pacing:
+batches land in bursts ~7 s apart at this rate, a late second run starts ~12 s after."""
 BUDGET = 500_000
 """Bytes/s of the pool: low, so two copies are paced well below the machine's speed, and each
 copy alone lasts long enough (16 s) that both run together even when the worker starts the
