@@ -16,6 +16,7 @@ from typing import Any
 
 from prefect import get_run_logger
 from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists
 
 from flows.prefect_calls import call_prefect
 from storage import migration_lifecycle as lifecycle
@@ -39,7 +40,12 @@ def sync_limits(limits: list[PoolLimit]) -> None:
         name, limit = pool.slot_name, int(pool.max_concurrent_migrations or 1)
 
         def upsert(client: Any, name: str = name, limit: int = limit) -> None:
-            client.upsert_global_concurrency_limit_by_name(name, limit)
+            try:
+                client.upsert_global_concurrency_limit_by_name(name, limit)
+            except ObjectAlreadyExists:
+                # Another run of the same pool created it between this one's read and create
+                # (Prefect's upsert is not atomic): it exists now, so this updates it.
+                client.upsert_global_concurrency_limit_by_name(name, limit)
 
         call_prefect(f"set the concurrency limit of pool {pool.pool}", upsert)
 
