@@ -138,7 +138,11 @@ def test_evacuation_waits_suspended_while_its_migrations_wait_for_approval() -> 
     wait_task_state(third.share_id, "migration_success", timeout=120)
     wait_for(lambda: run_state(run_id).is_final(), timeout=120, what="evacuation end")
     assert run_state(run_id).is_completed()
-    logs = "\n".join(_run_logs(run_id))
-    for share in shares:
-        assert f"share {share.share_id}: migration_success" in logs
+    wanted = [f"share {share.share_id}: migration_success" for share in shares]
+
+    def all_logged() -> bool:  # run logs reach the server after the run's final state
+        logs = "\n".join(_run_logs(run_id))
+        return all(w in logs for w in wanted)
+
+    wait_for(all_logged, timeout=60, what=f"the evacuation's log to name each ending: {wanted}")
     assert [m.outcome for m in maintenance_batch.moves(run_id)] == ["migration_success"] * 3
