@@ -56,17 +56,25 @@ class RequestContext:
                 + f"; it needs {ranges_text(ranges)}.",
             )
 
-    def authorize(self, rule: str) -> None:
-        """403 unless the policy (Manila's defaults and the operator's policy.yaml) allows."""
-        allowed = (
+    def allows(self, rule: str) -> bool:
+        """What the policy (Manila's defaults and the operator's policy.yaml) says of `rule`."""
+        return (
             self.caller.is_admin if self.policy is None else self.policy.allows(rule, self.caller)
         )
-        if not allowed:
+
+    def authorize(self, rule: str) -> None:
+        """403 unless the policy allows `rule` for this token."""
+        if not self.allows(rule):
             raise Fault(403, f"{FORBIDDEN} Policy rule {rule} does not allow this token's roles.")
 
     def require_admin(self) -> None:
         """The `context_is_admin` rule; a handler with a Manila rule of its own uses `authorize`."""
-        self.authorize("context_is_admin")
+        if not self.allows("context_is_admin"):
+            raise Fault(
+                403,
+                f"{FORBIDDEN} This operation needs a token with the admin role "
+                "(policy rule context_is_admin).",
+            )
 
     def check_project(self) -> None:
         if self.url_project is not None and self.url_project != self.caller.project_id:

@@ -75,6 +75,8 @@ def test_apply_creates_pool_and_deployments_and_keeps_operator_schedule(
         "migrate-share/migrate-share",
         "evacuate-pool/evacuate-pool",
         "rebalance-pools/rebalance-pools",
+        "rollback-share/rollback-share",
+        "expire-retained/expire-retained",
     }
     with get_client(sync_client=True) as client:
         assert client.read_work_pool("sharemig").type == "process"
