@@ -28,7 +28,7 @@ from storage.models import Migration
 from storage.models.manifest import CopyJob, ManifestEntry
 from storage.mover.plan import DONE
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
+pytestmark = [pytest.mark.slow, pytest.mark.scale, pytest.mark.timeout(3600)]
 
 COPY_S = 1800.0
 

@@ -37,7 +37,7 @@ from pg_kit import PG_URL_ENV, fresh_pg_database
 from prefect_service import wait_for
 from reliability_kit import content, make_tree, new_share
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.slow, pytest.mark.scale, pytest.mark.timeout(1800)]
 
 WORK_POOL = "sharemig-two-hosts"
 SHARES = 6
