@@ -44,14 +44,16 @@ from prefect_service import (  # noqa: E402, F401
 
 
 @pytest.fixture(autouse=True)
-def _no_freeze_left_behind() -> Iterator[None]:
+def _no_freeze_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A test that fails mid-migration may leave a frozen (read-only bind-mounted) source;
-    lift it so the temp dirs can be removed and later tests see a clean mount table."""
+    lift it so the temp dirs can be removed and later tests see a clean mount table. Only
+    this session's directories: another session on the machine may be mid-migration."""
     yield
     from storage.source_freeze import frozen_under, lift_dir
 
-    for path in frozen_under(Path(tempfile.gettempdir())):
-        lift_dir(path)
+    for root in (_SESSION_DIR, tmp_path_factory.getbasetemp()):
+        for path in frozen_under(root):
+            lift_dir(path)
 
 
 @pytest.fixture(scope="session")
