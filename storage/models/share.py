@@ -22,7 +22,7 @@ class Share(Base):
     description: Mapped[str | None] = mapped_column(Text, default=None)
     size: Mapped[int] = mapped_column(BigInteger)
     share_proto: Mapped[str] = mapped_column(String(32), default="NFS")
-    status: Mapped[str] = mapped_column(String(32), default="creating")
+    status: Mapped[str] = mapped_column(String(64), default="creating")
     task_state: Mapped[str | None] = mapped_column(String(64), default=None)
     host: Mapped[str | None] = mapped_column(String(255), default=None)
     share_type_id: Mapped[str] = mapped_column(ForeignKey("share_types.id"))

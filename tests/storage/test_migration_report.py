@@ -125,6 +125,7 @@ MILLION = 1_000_000
 
 
 @pytest.mark.slow
+@pytest.mark.scale
 def test_a_million_entries_stream_in_flat_memory(
     session: Session, db_url: str, tmp_path: Path
 ) -> None:
