@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import (
@@ -30,13 +29,10 @@ from storage.copy_pace import pace
 from storage.db import session_scope
 from storage.migration_state import COPYING
 from storage.models import Migration, Share
+from storage.models.base import aware
 
 SWITCHOVER_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 class MigrationCollector(Collector):
@@ -109,7 +105,7 @@ class MigrationCollector(Collector):
             )
         ).all()
         seconds = [
-            max(0.0, (_aware(end) - _aware(start)).total_seconds())
+            max(0.0, (aware(end) - aware(start)).total_seconds())
             for start, end in done
             if start is not None and end is not None
         ]

@@ -49,7 +49,8 @@ def _ready() -> None:
 def _share_rows(share_id: str | None) -> list[dict[str, Any]]:
     from storage.db import session_scope
     from storage.migration_admission import active_migration
-    from storage.retention import aware, retained_instance
+    from storage.models.base import aware
+    from storage.retention import retained_instance
     from storage.shares import get_share, list_shares
 
     with session_scope() as s:

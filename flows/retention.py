@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger
 from storage import retention
 from storage.db import session_scope
 from storage.models import Migration
+from storage.models.base import aware
 
 EXPIRY_DEPLOYMENT = "expire-retained/expire-retained"
 
@@ -27,7 +28,7 @@ def schedule_expiry(migration_id: str, deadline: datetime) -> None:
     cast(Any, run_deployment)(
         EXPIRY_DEPLOYMENT,
         parameters={"instance_id": instance_id},
-        scheduled_time=retention.aware(deadline),
+        scheduled_time=aware(deadline),
         timeout=0,
         as_subflow=False,
         idempotency_key=f"{instance_id}:expiry",

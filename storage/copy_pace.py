@@ -1,4 +1,5 @@
-"""The live pace of a migration's host copy: `copy_rate` over the time since its plan began.
+"""The live pace of a migration's host copy: `copy_rate` over the time from its plan's start
+to the last move of its verified counters, counting the ETA down since.
 
 The API `details`, `sharemig status --watch` and the Prefect artifact all call `pace`, so the
 three show the same bytes/s, files/s and ETA.
@@ -6,22 +7,19 @@ three show the same bytes/s, files/s and ETA.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from storage.db import session_scope
 from storage.models import CopyJob, Migration
-from storage.models.base import utcnow
+from storage.models.base import aware, utcnow
 from storage.progress import Rate, copy_rate
 
 
 def _started(session: Session, mig: Migration) -> datetime | None:
     job = session.get(CopyJob, mig.copy_job_id) if mig.copy_job_id else None
-    if job is None:
-        return None
-    at = job.created_at
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    return None if job is None else aware(job.created_at)
 
 
 def pace(session: Session, mig: Migration, *, finished: bool = False) -> Rate:
@@ -29,7 +27,9 @@ def pace(session: Session, mig: Migration, *, finished: bool = False) -> Rate:
     started = _started(session, mig)
     if started is None:
         return Rate(None, None, 0.0 if finished else None)
-    return copy_rate(mig, (utcnow() - started).total_seconds(), finished=finished)
+    now = utcnow()
+    since = (now - aware(mig.verified_at)).total_seconds() if mig.verified_at else 0.0
+    return copy_rate(mig, (now - started).total_seconds(), finished=finished, since_s=since)
 
 
 def migration_pace(migration_id: str, *, db_url: str | None = None) -> Rate:

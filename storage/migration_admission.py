@@ -533,8 +533,9 @@ def _sharemig_details(
     session: Session, share: Share, migration: Migration, current: str
 ) -> dict[str, object]:
     """sharemig's own `details` keys (2.59+): a queued start, a retained old instance."""
+    from storage.models.base import aware
     from storage.pool_limits import queued_on
-    from storage.retention import aware, retained_instance
+    from storage.retention import retained_instance
 
     extra: dict[str, object] = {}
     if current in STARTING_STATES:

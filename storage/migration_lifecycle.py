@@ -314,6 +314,8 @@ def record_progress(
     with session_scope(db_url) as s:
         mig = load_migration(s, migration_id)
         mig.files_planned, mig.bytes_planned = files_planned, bytes_planned
+        if files_verified > mig.files_verified or bytes_verified > mig.bytes_verified:
+            mig.verified_at = utcnow()
         mig.files_verified = max(mig.files_verified, files_verified)
         mig.bytes_verified = max(mig.bytes_verified, bytes_verified)
         mig.current_path = current_path

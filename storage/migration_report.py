@@ -12,7 +12,6 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, case, func, select
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 from storage.db import session_scope
 from storage.errors import NotFoundError
 from storage.models import CopyJob, ManifestEntry, Migration, ShareInstance
+from storage.models.base import aware
 from storage.mover.plan import display_path
 from storage.mover_rates import copy_seconds
 from storage.shares import get_share
@@ -79,10 +79,6 @@ def report_migration(session: Session, share_id: str, project_id: str | None = N
     return mig
 
 
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
 def summarize(session: Session, mig: Migration, source_host: str | None) -> ReportSummary:
     job = session.get(CopyJob, mig.copy_job_id)
     assert job is not None  # checked by report_migration
@@ -106,7 +102,7 @@ def summarize(session: Session, mig: Migration, source_host: str | None) -> Repo
     entries, files, bytes_, dirs, links, special, recopies, unverified = (int(v) for v in row)
     seconds = copy_seconds(session, job.id)
     if seconds is None:
-        seconds = (_aware(job.updated_at) - _aware(job.created_at)).total_seconds()
+        seconds = (aware(job.updated_at) - aware(job.created_at)).total_seconds()
     seconds = max(0.0, seconds)
     return ReportSummary(
         share_id=mig.share_id,

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from storage.models import CopyJob, MoverRate
+from storage.models.base import aware
 from storage.progress import weighted_work
 
 DEFAULT_WORK_PER_S = 100 * 1024 * 1024
@@ -37,13 +38,9 @@ def this_host() -> str:
     return socket.gethostname()
 
 
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
 def record_copy_rate(session: Session, job: CopyJob, *, finished_at: datetime) -> None:
     """One phase-1 copy that just completed on this host, timed from its plan's start."""
-    seconds = (_aware(finished_at) - _aware(job.created_at)).total_seconds()
+    seconds = (aware(finished_at) - aware(job.created_at)).total_seconds()
     if seconds < MIN_SECONDS or job.files_verified + job.bytes_verified == 0:
         return
     if session.scalar(select(MoverRate.id).where(MoverRate.job_id == job.id)) is not None:

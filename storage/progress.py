@@ -72,16 +72,23 @@ class Rate:
         }
 
 
-def copy_rate(counters: CopyCounters, elapsed_s: float, *, finished: bool = False) -> Rate:
-    """Average rates since the copy began and the time left at that pace, in the same
-    weighted units as `copy_percent`, so the ETA reaches 0 exactly when the bar reaches 100.
+def copy_rate(
+    counters: CopyCounters, elapsed_s: float, *, finished: bool = False, since_s: float = 0.0
+) -> Rate:
+    """Average rates from the copy's start to the last move of its verified counters, and the
+    time left at that pace, in the same weighted units as `copy_percent`, so the ETA reaches
+    0 exactly when the bar reaches 100.
 
+    `since_s`: how long ago the counters last moved. They move a group of files at a time;
+    between two moves the ETA counts down with the clock (an average taken up to now would
+    fall and make it grow), and it holds at 0 when the copy falls behind its own pace.
     Never negative; unknown (None) before anything is verified or while no time has passed.
     On a steady copy the remaining work falls while the rate holds, so the ETA shrinks."""
-    if elapsed_s <= 0:
+    timed = elapsed_s - max(0.0, since_s)
+    if timed <= 0:
         return Rate(None, None, 0.0 if finished else None)
-    bytes_per_s = max(0, counters.bytes_verified) / elapsed_s
-    files_per_s = max(0, counters.files_verified) / elapsed_s
+    bytes_per_s = max(0, counters.bytes_verified) / timed
+    files_per_s = max(0, counters.files_verified) / timed
     if finished:
         return Rate(bytes_per_s, files_per_s, 0.0)
     done = weighted_work(files=counters.files_verified, bytes_=counters.bytes_verified)
@@ -89,7 +96,7 @@ def copy_rate(counters: CopyCounters, elapsed_s: float, *, finished: bool = Fals
     if done <= 0:
         return Rate(bytes_per_s, files_per_s, None)
     left = max(0, total - done)
-    return Rate(bytes_per_s, files_per_s, left / (done / elapsed_s))
+    return Rate(bytes_per_s, files_per_s, max(0.0, left / (done / timed) - max(0.0, since_s)))
 
 
 def weighted_work(*, files: int, bytes_: int) -> int:

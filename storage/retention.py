@@ -18,19 +18,12 @@ from sqlalchemy.orm import Session
 from storage.db import session_scope
 from storage.errors import classified_os_errors
 from storage.models import ShareInstance
-from storage.models.base import utcnow
+from storage.models.base import aware, utcnow
 from storage.shares import delete_instance, reclaim_space
 
 log = logging.getLogger(__name__)
 
 RETAINED = "retained"
-
-
-def aware(when: datetime) -> datetime:
-    """SQLite hands timestamps back naive; they were written in UTC."""
-    from datetime import UTC
-
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def retain_instance(session: Session, instance: ShareInstance, seconds: float) -> datetime:

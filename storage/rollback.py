@@ -24,13 +24,13 @@ from storage.db import session_scope
 from storage.errors import RollbackRefusedError
 from storage.migration_admission import StartRequest, begin_migration
 from storage.models import Migration
-from storage.models.base import utcnow
+from storage.models.base import aware, utcnow
 from storage.models.manifest import CopyJob
 from storage.mover.endpoints import open_endpoint
 from storage.mover.plan import CHUNK, DONE, INSERT_ENTRY, T, path_key
 from storage.mover.sql import executemany
 from storage.mover.walk import FILE, WalkEntry, walk
-from storage.retention import aware, retained_instance
+from storage.retention import retained_instance
 from storage.shares import active_instance, get_share
 
 _SAME = ("kind", "mode", "uid", "gid", "link_target")

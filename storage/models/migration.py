@@ -48,6 +48,8 @@ class Migration(Base):
     bytes_verified: Mapped[int] = mapped_column(BigInteger, default=0)
     progress: Mapped[int] = mapped_column(default=0)
     """High-water mark of total_progress (0-100); only ever raised."""
+    verified_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When the verified counters last moved: the live ETA counts down from there."""
     current_path: Mapped[str | None] = mapped_column(Text, default=None)
 
     copy_job_id: Mapped[str | None] = mapped_column(String(36), default=None)

@@ -39,6 +39,28 @@ def test_steady_copy_eta_shrinks_to_zero_as_the_bar_fills() -> None:
     assert percents == sorted(percents)
 
 
+def test_between_two_moves_of_the_counters_the_eta_counts_down() -> None:
+    """Counters that move 30 files at a time every 3 s (a steady copy, verified in groups),
+    read every second: the ETA never grows, and the rate holds between the moves."""
+    files, size = 90, 1 << 20
+    etas, rates = [], []
+    for second in range(1, 10):
+        moved = second // 3 * 3  # the counters' last move: seconds 3, 6 and 9
+        c = Counters(files, files * size, moved * 10, moved * 10 * size)
+        rate = copy_rate(c, float(second), since_s=float(second - moved))
+        if moved:
+            etas.append(rate.eta_s)
+            rates.append(rate.bytes_per_s)
+    assert etas == sorted(etas, reverse=True) and etas[-1] == 0, etas
+    assert etas == [6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0]
+    assert set(rates) == {10 * size}
+
+
+def test_a_copy_behind_its_own_pace_holds_at_zero() -> None:
+    rate = copy_rate(Counters(2, 20, 1, 10), 30.0, since_s=25.0)
+    assert rate.eta_s == 0 and rate.bytes_per_s == 2
+
+
 def test_finished_is_zero_left() -> None:
     rate = copy_rate(Counters(1, 10, 1, 10), 2.0, finished=True)
     assert rate.eta_s == 0 and rate.bytes_per_s == 5
