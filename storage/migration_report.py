@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, case, func, select
+from sqlalchemy import Select, Table, case, func, select
 from sqlalchemy.orm import Session
 
 from storage.db import session_scope
@@ -150,16 +150,21 @@ def migration_summary(migration_id: str, *, db_url: str | None = None) -> Report
         return _summary_of(s, mig)
 
 
-def entry_rows(job_id: str, *, db_url: str | None = None) -> Iterator[dict[str, Any]]:
-    """Every manifest entry of `job_id` in walk order, one dict at a time (nothing gathered)."""
-    query = (
+def listing_query(job_id: str) -> Select[Any]:
+    """`job_id`'s entries in walk order, read along the (job_id, id) index: no sort, so
+    neither the database nor the report holds the listing at once."""
+    return (
         select(T.c.path, T.c.kind, T.c.size, T.c.mtime_ns, T.c.src_hash, T.c.dst_hash, T.c.state)
         .where(T.c.job_id == job_id, T.c.state != "vanished")
         .order_by(T.c.id)
         .execution_options(yield_per=STREAM_ROWS, stream_results=True)
     )
+
+
+def entry_rows(job_id: str, *, db_url: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every manifest entry of `job_id` in walk order, one dict at a time (nothing gathered)."""
     with session_scope(db_url) as s:
-        for path, kind, size, mtime_ns, src, dst, state in s.execute(query):
+        for path, kind, size, mtime_ns, src, dst, state in s.execute(listing_query(job_id)):
             raw = bytes(path)
             yield {
                 "path": display_path(raw),

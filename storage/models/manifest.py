@@ -56,6 +56,7 @@ class ManifestEntry(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "path_key", name="uq_manifest_entries_job_path"),
         Index("ix_manifest_entries_job_batch_state", "job_id", "batch", "state"),
+        Index("ix_manifest_entries_job_id_id", "job_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(

@@ -12,11 +12,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from storage.db import session_scope
 from storage.errors import NotFoundError
-from storage.migration_report import csv_chunks, entry_rows, json_chunks, share_summary
+from storage.migration_report import (
+    csv_chunks,
+    entry_rows,
+    json_chunks,
+    listing_query,
+    share_summary,
+)
 from storage.models import CopyJob, Migration, MoverRate
 from storage.models.base import utcnow
 from storage.mover.plan import path_key
@@ -119,6 +126,16 @@ def test_unknown_share_or_no_manifest_is_not_found(session: Session, db_url: str
     assert out.returncode == 2 and "no migration with a manifest" in " ".join(out.stderr.split())
     bad = subprocess.run([SHAREMIG, "report", share.id, "--format", "xml"], capture_output=True)
     assert bad.returncode == 2
+
+
+def test_the_listing_is_read_in_walk_order_without_a_sort(session: Session) -> None:
+    """A sort would hold the whole listing (SQLite's temporary B-tree) before the first row."""
+    if session.bind is None or session.bind.dialect.name != "sqlite":
+        pytest.skip("SQLite's query plan")
+    query = listing_query("some-job")
+    sql = str(query.compile(session.bind, compile_kwargs={"literal_binds": True}))
+    plan = " ".join(str(row[-1]) for row in session.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
+    assert "ix_manifest_entries_job_id_id" in plan and "TEMP B-TREE" not in plan, plan
 
 
 MILLION = 1_000_000
