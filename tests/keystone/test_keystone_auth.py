@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -193,6 +195,46 @@ def test_unscoped_revoked_and_garbage_tokens_get_401(ks_shim: KeystoneShim) -> N
         assert resp.status_code == 401, resp.text
         assert resp.headers["WWW-Authenticate"].startswith("Keystone uri=")
         assert "project-scoped token" in resp.json()["error"]["message"]
+
+
+def test_expired_token_gets_401(ks_shim: KeystoneShim) -> None:
+    """Keystone caps a token issued for an application credential at the credential's expiry
+    (CVE-2022-2447): a token that really expires while the test watches, without a short
+    `[token] expiration` for every other test of the session."""
+    from keystoneauth1 import session
+    from keystoneauth1.identity import v3
+    from keystoneclient.v3 import client
+
+    carol = ks_shim.session("carol")
+    expires = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=30)
+    cred = client.Client(session=carol).application_credentials.create(
+        f"short-{uuid.uuid4().hex[:8]}",
+        user=carol.get_user_id(),  # type: ignore[attr-defined]
+        expires_at=expires,
+    )
+    auth = v3.ApplicationCredential(
+        auth_url=ks_shim.keystone.url,
+        application_credential_id=cred.id,
+        application_credential_secret=cred.secret,
+    )
+    short = str(session.Session(auth=auth, timeout=30).get_token())
+    with api(ks_shim, short, "demo") as c:
+        assert c.get("/shares").status_code == 200
+
+        def refused() -> httpx.Response | None:
+            resp = c.get("/shares")
+            return resp if resp.status_code != 200 else None
+
+        resp = wait_for(
+            refused,
+            timeout=120,
+            interval=1,
+            what="the application credential's token to expire",
+        )
+    assert datetime.now(UTC).replace(tzinfo=None) >= expires
+    assert resp.status_code == 401, resp.text
+    assert resp.headers["WWW-Authenticate"].startswith("Keystone uri=")
+    assert "project-scoped token" in resp.json()["error"]["message"]
 
 
 def test_keystone_stopped_gives_503_then_recovers(ks_shim: KeystoneShim) -> None:
