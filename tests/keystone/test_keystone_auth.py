@@ -16,8 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from kit.keystone import BIN, KeystoneShim
 from prefect_service import wait_for
+from test_readme_keystone import yaml_block
 
 POOL_A, POOL_B = "sharemig@localfs#pool-a", "sharemig@localfs#pool-b"
 PHASE1_DONE = ("migration_driver_phase1_done", "data_copying_completed")
@@ -94,20 +96,18 @@ def test_manilaclient_with_keystone_session_full_cycle(
 def test_openstack_cli_with_clouds_yaml_cancel_cycle(
     ks_shim: KeystoneShim, worker: int, service_env: Path, tmp_path: Path
 ) -> None:
+    # README's example, pointed at this Keystone.
+    example = yaml.safe_load(yaml_block("clouds:"))
+    ((cloud_name, cloud),) = example["clouds"].items()
+    cloud["auth"]["auth_url"] = ks_shim.keystone.url
     clouds = tmp_path / "clouds.yaml"
-    clouds.write_text(
-        "clouds:\n  sharemig:\n    auth:\n"
-        f"      auth_url: {ks_shim.keystone.url}\n"
-        "      username: carol\n      password: carol-pass\n      project_name: demo\n"
-        "      user_domain_name: Default\n      project_domain_name: Default\n"
-        "    region_name: RegionOne\n    identity_api_version: 3\n"
-    )
+    clouds.write_text(yaml.safe_dump(example))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     env["OS_CLIENT_CONFIG_FILE"] = str(clouds)
 
     def osc(*args: str) -> str:
         done = subprocess.run(
-            [str(BIN / "openstack"), "--os-cloud", "sharemig", *args],
+            [str(BIN / "openstack"), "--os-cloud", cloud_name, *args],
             capture_output=True,
             text=True,
             timeout=180,
