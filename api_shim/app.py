@@ -12,7 +12,16 @@ from api_shim import faults
 from api_shim.metrics import Metrics, RequestTimer
 from api_shim.pipeline import ManilaPipeline
 from api_shim.policy import Policy
-from api_shim.routes import access, catalog, replicas, root, sharemig, shares, snapshots
+from api_shim.routes import (
+    access,
+    catalog,
+    replicas,
+    root,
+    sharemig,
+    shares,
+    snapshots,
+    type_specs,
+)
 from storage.settings import get_settings
 from storage.tokens import lookup_token
 
@@ -35,7 +44,7 @@ def create_app() -> FastAPI:
         openapi_url=None,
     )
     faults.install(app)
-    for module in (root, shares, snapshots, catalog, access, replicas, sharemig):
+    for module in (root, shares, snapshots, catalog, type_specs, access, replicas, sharemig):
         app.include_router(module.router)
     metrics = Metrics()
     # Outside /v2, without a token, like most exporters: scrape it from the monitoring network.

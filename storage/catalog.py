@@ -108,6 +108,22 @@ def update_share_type(
     return st
 
 
+def set_extra_specs(session: Session, type_id: str, specs: dict[str, str]) -> ShareType:
+    """Add or replace these extra specs (Manila's update_or_create); the rest stay."""
+    st = get_share_type(session, type_id)
+    st.extra_specs = {**st.extra_specs, **specs}  # a new dict: JSON columns track assignment
+    session.flush()
+    return st
+
+
+def unset_extra_spec(session: Session, type_id: str, key: str) -> None:
+    st = get_share_type(session, type_id)
+    if key not in st.extra_specs:
+        raise NotFoundError(f"Share Type {st.id} has no extra specs with key {key}.")
+    st.extra_specs = {k: v for k, v in st.extra_specs.items() if k != key}
+    session.flush()
+
+
 def delete_share_type(session: Session, type_id: str) -> None:
     """Refused while any share (or a migration's destination copy) still uses the type."""
     st = get_share_type(session, type_id)

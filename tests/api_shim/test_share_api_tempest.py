@@ -203,3 +203,41 @@ def test_snapshot_metadata_with_manilaclient(shim: ShimServer, make_share: MakeS
 
 def test_the_share_api_keeps_answering_at_low_versions(admin: httpx.Client) -> None:
     assert admin.get("/v2/demo/share-replicas/detail").status_code == 200
+
+
+def test_extra_specs_with_manilaclient(shim: ShimServer) -> None:
+    """`manila type-key` / `openstack share type set --extra-specs` and Manila's refusals."""
+    admin = manila(shim, version="2.24")
+    gold = admin.share_types.create("gold", False, extra_specs={"snapshot_support": True})
+    gold.set_keys({"availability_zones": " nova , az2", "tier": "1"})
+    assert gold.get_keys(prefer_resource_data=False) == {
+        "driver_handles_share_servers": "False",
+        "snapshot_support": "True",
+        "availability_zones": "nova,az2",
+        "tier": "1",
+    }
+    gold.unset_keys(["tier", "snapshot_support"])
+    left = gold.get_keys(prefer_resource_data=False)
+    assert set(left) == {"driver_handles_share_servers", "availability_zones"}
+    url = f"/v2/demo/types/{gold.id}/extra_specs"
+    with shim.client("admin", version="2.24") as c:
+        assert c.put(f"{url}/color", json={"color": "blue"}).json() == {"color": "blue"}
+        assert c.get(f"{url}/color").json() == {"color": "blue"}
+        assert_fault(c.get(f"{url}/nope"), 404)
+        assert_fault(c.delete(f"{url}/nope"), 404, says="no extra specs with key nope")
+        assert_fault(c.delete(f"{url}/driver_handles_share_servers"), 403, says="can't be")
+        assert_fault(c.put(f"{url}/color", json={"size": "1"}), 400, says="URI mismatch")
+        assert_fault(c.put(f"{url}/a", json={"a": "1", "b": "2"}), 400, says="too many")
+        for bad in (
+            {"snapshot_support": "maybe"},
+            {"provisioning:max_share_size": "0"},
+            {"key": ""},
+        ):
+            assert_fault(c.post(url, json={"extra_specs": bad}), 400, says="Invalid extra_spec")
+        assert_fault(c.post(url, json={"extra_specs": {"a b": "1"}}), 400, says="Key names")
+        assert_fault(c.get("/v2/demo/types/no-such-type/extra_specs"), 404)
+    with shim.client("admin", version="2.23") as c:
+        c.post(url, json={"extra_specs": {"snapshot_support": "False"}})
+        assert_fault(c.delete(f"{url}/snapshot_support"), 403, says="can't be deleted")
+    with shim.client("member") as c:
+        assert_fault(c.get(url), 403)

@@ -9,13 +9,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from kit.keystone import BIN, KeystoneShim
 from prefect_service import wait_for
+from test_readme_keystone import yaml_block
 
 POOL_A, POOL_B = "sharemig@localfs#pool-a", "sharemig@localfs#pool-b"
 PHASE1_DONE = ("migration_driver_phase1_done", "data_copying_completed")
@@ -92,20 +96,18 @@ def test_manilaclient_with_keystone_session_full_cycle(
 def test_openstack_cli_with_clouds_yaml_cancel_cycle(
     ks_shim: KeystoneShim, worker: int, service_env: Path, tmp_path: Path
 ) -> None:
+    # README's example, pointed at this Keystone.
+    example = yaml.safe_load(yaml_block("clouds:"))
+    ((cloud_name, cloud),) = example["clouds"].items()
+    cloud["auth"]["auth_url"] = ks_shim.keystone.url
     clouds = tmp_path / "clouds.yaml"
-    clouds.write_text(
-        "clouds:\n  sharemig:\n    auth:\n"
-        f"      auth_url: {ks_shim.keystone.url}\n"
-        "      username: carol\n      password: carol-pass\n      project_name: demo\n"
-        "      user_domain_name: Default\n      project_domain_name: Default\n"
-        "    region_name: RegionOne\n    identity_api_version: 3\n"
-    )
+    clouds.write_text(yaml.safe_dump(example))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     env["OS_CLIENT_CONFIG_FILE"] = str(clouds)
 
     def osc(*args: str) -> str:
         done = subprocess.run(
-            [str(BIN / "openstack"), "--os-cloud", "sharemig", *args],
+            [str(BIN / "openstack"), "--os-cloud", cloud_name, *args],
             capture_output=True,
             text=True,
             timeout=180,
@@ -193,6 +195,46 @@ def test_unscoped_revoked_and_garbage_tokens_get_401(ks_shim: KeystoneShim) -> N
         assert resp.status_code == 401, resp.text
         assert resp.headers["WWW-Authenticate"].startswith("Keystone uri=")
         assert "project-scoped token" in resp.json()["error"]["message"]
+
+
+def test_expired_token_gets_401(ks_shim: KeystoneShim) -> None:
+    """Keystone caps a token issued for an application credential at the credential's expiry
+    (CVE-2022-2447): a token that really expires while the test watches, without a short
+    `[token] expiration` for every other test of the session."""
+    from keystoneauth1 import session
+    from keystoneauth1.identity import v3
+    from keystoneclient.v3 import client
+
+    carol = ks_shim.session("carol")
+    expires = datetime.now(UTC).replace(tzinfo=None) + timedelta(seconds=30)
+    cred = client.Client(session=carol).application_credentials.create(
+        f"short-{uuid.uuid4().hex[:8]}",
+        user=carol.get_user_id(),  # type: ignore[attr-defined]
+        expires_at=expires,
+    )
+    auth = v3.ApplicationCredential(
+        auth_url=ks_shim.keystone.url,
+        application_credential_id=cred.id,
+        application_credential_secret=cred.secret,
+    )
+    short = str(session.Session(auth=auth, timeout=30).get_token())
+    with api(ks_shim, short, "demo") as c:
+        assert c.get("/shares").status_code == 200
+
+        def refused() -> httpx.Response | None:
+            resp = c.get("/shares")
+            return resp if resp.status_code != 200 else None
+
+        resp = wait_for(
+            refused,
+            timeout=120,
+            interval=1,
+            what="the application credential's token to expire",
+        )
+    assert datetime.now(UTC).replace(tzinfo=None) >= expires
+    assert resp.status_code == 401, resp.text
+    assert resp.headers["WWW-Authenticate"].startswith("Keystone uri=")
+    assert "project-scoped token" in resp.json()["error"]["message"]
 
 
 def test_keystone_stopped_gives_503_then_recovers(ks_shim: KeystoneShim) -> None:

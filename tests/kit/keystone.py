@@ -147,8 +147,11 @@ class Keystone:
             str(self.venv),
             "--processes",
             "1",
+            # One request at a time: two concurrent writes to Keystone's SQLite database can
+            # deadlock on the lock upgrade, and SQLite answers the loser "database is locked"
+            # at once, whatever the busy timeout (Keystone then answers 500).
             "--threads",
-            "4",
+            "1",
             "--master",
             "--lazy-apps",
             "--die-on-term",
