@@ -571,3 +571,57 @@ def test_two_migrations_cannot_overcommit_a_pool(db_url: str, session: Session) 
         with session_scope(db_url) as s:  # room on pool b for the next round
             for share in (first, second):
                 delete_share(s, share)
+
+
+# --- §8: migration_get_progress ------------------------------------------------------------------
+
+
+def _progress(db_url: str, share_id: str) -> tuple[int, str | None, dict[str, object]]:
+    with session_scope(db_url) as s:
+        view = read_progress(s, share_id, project_id=None)
+        return view.total_progress, view.task_state, view.details
+
+
+def _counters(db_url: str, migration_id: str, **values: Any) -> None:
+    with session_scope(db_url) as s:
+        row = s.get(Migration, migration_id)
+        assert row is not None
+        for key, value in values.items():
+            setattr(row, key, value)
+
+
+def test_progress_is_a_high_water_mark_with_the_copy_details(db_url: str, session: Session) -> None:
+    share = new_share(db_url)
+    mig = put_in_state(db_url, share, S.COPY_IN_PROGRESS, bytes_planned=1 << 30, files_planned=10)
+    readings = []
+    for verified, files in ((0, 0), (1 << 29, 5), (1 << 28, 2), (1 << 30, 10)):
+        _counters(db_url, mig, bytes_verified=verified, files_verified=files)
+        readings.append(_progress(db_url, share)[0])
+    # Half the bytes and files reads 50; the counters going back (a re-plan) does not; all
+    # counted but phase 1 not done (the finish may still find open entries) reads 99.
+    assert readings == [0, 50, 50, 99]
+    _counters(db_url, mig, current_path="dir/file.bin")
+    details = _progress(db_url, share)[2]
+    assert details["current_file_path"] == "dir/file.bin"
+    assert (details["files_total"], details["bytes_total"]) == (10, 1 << 30)
+    with session_scope(db_url) as s:
+        get_share(s, share).task_state = S.COPY_COMPLETED
+    assert _progress(db_url, share)[0] == 100
+
+
+def test_many_small_files_still_move_the_number(db_url: str, session: Session) -> None:
+    share = new_share(db_url)
+    mig = put_in_state(db_url, share, S.COPY_IN_PROGRESS, bytes_planned=0, files_planned=1000)
+    _counters(db_url, mig, files_verified=250)
+    assert _progress(db_url, share)[0] == 25
+
+
+def test_an_error_reports_where_it_stopped_and_why(db_url: str, session: Session) -> None:
+    share = new_share(db_url)
+    mig = put_in_state(db_url, share, S.COPY_IN_PROGRESS, bytes_planned=100, files_planned=0)
+    _counters(db_url, mig, bytes_verified=40)
+    assert _progress(db_url, share)[0] == 40
+    _counters(db_url, mig, error="destination pool full")
+    with session_scope(db_url) as s:
+        get_share(s, share).task_state = S.ERROR
+    assert _progress(db_url, share) == (40, S.ERROR, {"error": "destination pool full"})
