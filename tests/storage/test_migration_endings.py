@@ -25,6 +25,13 @@ S = TaskState
 POOL_A, POOL_B = "h1@lfs#a", "h1@lfs#b"
 
 
+def _to_pool_b(*, forced: bool = False) -> StartRequest:
+    off = dict.fromkeys(
+        ("preserve_metadata", "preserve_snapshots", "writable", "nondisruptive"), False
+    )
+    return StartRequest(host=POOL_B, force_host_assisted_migration=forced, **off)
+
+
 def _phase1_done(db_url: str, *, files: int = 3) -> tuple[str, str, Path]:
     """A driver-assisted migration a -> b through phase 1 (`migration_driver_phase1_done`);
     returns (migration id, share id, the source's data directory)."""
@@ -33,14 +40,7 @@ def _phase1_done(db_url: str, *, files: int = 3) -> tuple[str, str, Path]:
         src = Path(driver_for(s, POOL_A).instance_url(active_instance(s, share).location))
         for i in range(files):
             (src / f"f{i}").write_bytes(bytes([i]) * 1000)
-        req = StartRequest(
-            host=POOL_B,
-            preserve_metadata=False,
-            preserve_snapshots=False,
-            writable=False,
-            nondisruptive=False,
-        )
-        mig = admit_start(s, share.id, req, project_id=None)
+        mig = admit_start(s, share.id, _to_pool_b(), project_id=None)
         assert mig is not None
         mig_id, share_id = mig.id, share.id
     life.begin(mig_id, "run-1", db_url=db_url)
@@ -118,15 +118,7 @@ def test_abort_mid_copy_keeps_the_source_and_removes_the_destination(
 ) -> None:
     with session_scope(db_url) as s:
         share = create_share(s, project_id="p1", size=1, host=POOL_A)
-        req = StartRequest(
-            host=POOL_B,
-            preserve_metadata=False,
-            preserve_snapshots=False,
-            writable=False,
-            nondisruptive=False,
-            force_host_assisted_migration=True,
-        )
-        mig_row = admit_start(s, share.id, req, project_id=None)
+        mig_row = admit_start(s, share.id, _to_pool_b(forced=True), project_id=None)
         assert mig_row is not None
         mig, share_id = mig_row.id, share.id
     for target in (S.IN_PROGRESS, S.COPY_STARTING, S.COPY_IN_PROGRESS):
