@@ -11,8 +11,9 @@ from datetime import timedelta
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from shim_server import PROJECT, ShimServer
-from test_migration_rules import progress_get
+
+from tests.kit.manila_api import progress_get
+from tests.kit.shim_server import PROJECT, ShimServer
 
 MakeShare = Callable[..., str]
 SetState = Callable[..., str]

@@ -17,16 +17,16 @@ from typing import Any
 
 import httpx
 import pytest
-import up_process
-from kit.bench_kit import gen_tree, treecmp
-from kit.dask_cluster import DaskCluster, dask_cluster
 from sqlalchemy import select
-from up_process import UpProcess, run_up
 
 from storage.db import session_scope
 from storage.models import Migration
 from storage.models.manifest import CopyJob, ManifestEntry
 from storage.mover.plan import DONE
+from tests.kit import up_process
+from tests.kit.bench_kit import gen_tree, treecmp
+from tests.kit.dask_cluster import DaskCluster, dask_cluster
+from tests.kit.up_process import UpProcess, run_up
 
 pytestmark = [pytest.mark.slow, pytest.mark.scale, pytest.mark.timeout(3600)]
 

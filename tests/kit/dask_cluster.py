@@ -21,15 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.kit.processes import free_port
+
 DASK = str(Path(sys.executable).with_name("dask"))
 START_S = 180.0
 """A loaded 2-core machine takes tens of seconds to start a Dask process."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

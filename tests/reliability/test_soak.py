@@ -21,7 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
-from up_process import UpProcess, pids_of_home, run_up
+
+from tests.kit.up_process import UpProcess, pids_of_home, run_up
 
 pytestmark = [pytest.mark.slow, pytest.mark.soak, pytest.mark.timeout(4 * 3600)]
 

@@ -20,9 +20,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import POOL_A, POOL_FAULTY_DST, POOL_FAULTY_SRC, record
-from faulty_fs import Fault, set_faults
-from reliability_kit import (
+
+from tests.kit.faulty_fs import Fault, set_faults
+from tests.kit.reliability import (
+    POOL_A,
+    POOL_FAULTY_DST,
+    POOL_FAULTY_SRC,
     Content,
     bytes_lost,
     content,
@@ -30,6 +33,7 @@ from reliability_kit import (
     instance_dirs,
     make_tree,
     new_share,
+    record,
     start,
 )
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kill_stack import (
+
+from tests.kit.kill_stack import (
     POOL_A,
     POOL_B,
     PREFECT,
@@ -33,9 +34,9 @@ from kill_stack import (
     descendants,
     kill9,
 )
-from pg_kit import PG_URL_ENV, fresh_pg_database
-from prefect_service import wait_for
-from reliability_kit import content, make_tree, new_share
+from tests.kit.postgres import PG_URL_ENV, fresh_pg_database
+from tests.kit.reliability import content, make_tree, new_share
+from tests.kit.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.scale, pytest.mark.timeout(1800)]
 

@@ -17,12 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
-from reliability_kit import make_tree, treecmp
-from up_process import UpProcess, free_port, pids_of_home, run_up
 
 from cli.supervisor import pids_with_env
 from cli.up_runfile import read_run
 from cli.up_stack import MARKER_ENV
+from tests.kit.bench_kit import treecmp
+from tests.kit.processes import free_port
+from tests.kit.reliability import make_tree
+from tests.kit.up_process import UpProcess, pids_of_home, run_up
 
 pytestmark = pytest.mark.slow
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from btrfs_kit import mount_btrfs, remove_btrfs_pool
-from drivers_kit import PoolPair, kit_script, make_pool
+
+from tests.kit.bench_kit import gen_tree
+from tests.kit.btrfs import mount_btrfs, remove_btrfs_pool
+from tests.kit.drivers import PoolPair, make_pool
 
 
 def _mount_tmpfs() -> tuple[Path | None, str]:
@@ -131,9 +132,5 @@ def pools(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PoolPair]:
 def awkward_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """gen_dataset's `small` preset (awkward names, links, xattrs, sparse files, a FIFO)."""
     target = tmp_path_factory.mktemp("dataset") / "small"
-    subprocess.run(
-        [sys.executable, str(kit_script("gen_dataset.py")), str(target), "--preset", "small"],
-        check=True,
-        capture_output=True,
-    )
+    gen_tree(target)
     return target

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kit.bench_kit import gen_tree, treecmp
-from kit.dask_cluster import DaskCluster, dask_cluster, free_port
 
 from storage.db import upgrade
 from storage.errors import CancelledError
@@ -28,6 +26,9 @@ from storage.mover import job_progress, run_copy
 from storage.mover.dask_executor import DaskUnreachableError
 from storage.mover.results import Progress
 from storage.settings import reset_settings
+from tests.kit.bench_kit import gen_tree, treecmp
+from tests.kit.dask_cluster import DaskCluster, dask_cluster
+from tests.kit.processes import free_port
 
 BATCH_FILES = 200
 """The `small` tree (~2,100 files) makes about a dozen batches."""

@@ -22,9 +22,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from prefect_service import PREFECT, wait_for
 
 from cli.supervisor import pids_with_env
+from tests.kit.prefect_service import PREFECT
+from tests.kit.processes import free_port
+from tests.kit.waiting import wait_for
 
 SHAREMIG = str(Path(sys.executable).with_name("sharemig"))
 WORK_POOL = "sharemig-kill"
@@ -43,14 +45,6 @@ BATCH_MAX_FILES = 16
 WALK_LIMIT = 100
 # A killed run counts as dead once its lease expires: short, so recovery acts within seconds.
 LEASE_TTL_S = 3
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def processes_with_env(marker: str) -> list[int]:
@@ -344,7 +338,7 @@ def running_stack(root: Path) -> Iterator[Stack]:
 
     sharemig_pg = contextlib.nullcontext(None)
     if os.environ.get("SHAREMIG_TEST_SERVICE_DB_URL"):
-        from pg_kit import fresh_pg_database
+        from tests.kit.postgres import fresh_pg_database
 
         sharemig_pg = fresh_pg_database()  # type: ignore[assignment]
     with sharemig_pg as pg_url, _fresh_prefect_pg() as prefect_pg:
