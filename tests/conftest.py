@@ -71,7 +71,7 @@ def sharemig_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.delenv("SHAREMIG_DATABASE_URL", raising=False)
     monkeypatch.delenv("SHAREMIG_POOLS_FILE", raising=False)
     reset_settings()
-    from pg_kit import fresh_pg_database, postgres_requested
+    from tests.kit.postgres import fresh_pg_database, postgres_requested
 
     if not postgres_requested():
         yield home

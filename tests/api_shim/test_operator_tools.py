@@ -98,18 +98,6 @@ def _artifact_descriptions(flow_run_id: str) -> list[str]:
     return [a.description or "" for a in found]
 
 
-def _metrics(shim: ShimServer) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = httpx.get(f"{shim.url}/metrics", timeout=10).text
-    flat: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            flat[f"{sample.name}{{{labels}}}"] = sample.value
-    return flat
-
-
 def _flow_run(shim: ShimServer, share_id: str) -> str:
     from sqlalchemy import select
 
@@ -133,7 +121,7 @@ def test_paced_copy_shows_rate_and_eta_everywhere_then_metrics_match(
     share_id, root = _share(live_shim, "paced")
     for i in range(192):  # 96 MiB: ~12 s at the worker's 8 MiB/s
         (root / f"f{i:03d}.bin").write_bytes(os.urandom(512 * 1024))
-    before = _metrics(live_shim)
+    before = live_shim.metrics()
     with live_shim.client("admin") as admin:
         _start(admin, share_id)
         run_id = _flow_run(live_shim, share_id)
@@ -184,7 +172,7 @@ def test_paced_copy_shows_rate_and_eta_everywhere_then_metrics_match(
         assert report.status_code == 200, report.text
         summary = report.json()["summary"]
 
-    after = _metrics(live_shim)
+    after = live_shim.metrics()
 
     def delta(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)

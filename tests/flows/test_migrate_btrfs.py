@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.kit.bench_kit import gen_tree, treecmp
-from tests.kit.btrfs import mount_btrfs, remove_btrfs_pool
+from tests.kit.btrfs import remove_btrfs_pool, two_btrfs_mounts
 from tests.kit.flow_runs import start_request
 from tests.kit.prefect_service import POOL_B
 from tests.kit.shares import db_share, migration_of, new_share
@@ -24,20 +24,15 @@ POOL_BTRFS_B = "sharemig@btrfs#b"
 
 @pytest.fixture(scope="module")
 def btrfs_roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
-    base = tmp_path_factory.mktemp("flows-btrfs")
-    mounted: list[Path] = []
-    try:
-        for name in ("a", "b"):
-            why = mount_btrfs(base / f"{name}.img", base / name)
-            if why:
-                pytest.skip(f"no btrfs test filesystems: {why}")
-            mounted.append(base / name)
-            (base / name / "pool").mkdir()
-        yield mounted[0] / "pool", mounted[1] / "pool"
-    finally:
-        for where in mounted:
-            remove_btrfs_pool(where / "pool")
-            subprocess.run(["umount", str(where)], capture_output=True, check=False)
+    with two_btrfs_mounts(tmp_path_factory.mktemp("flows-btrfs")) as mounts:
+        pools = (mounts[0] / "pool", mounts[1] / "pool")
+        for pool in pools:
+            pool.mkdir()
+        try:
+            yield pools
+        finally:
+            for pool in pools:
+                remove_btrfs_pool(pool)
 
 
 @pytest.fixture

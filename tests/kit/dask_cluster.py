@@ -141,3 +141,14 @@ def dask_cluster(base: Path, db_url: str) -> Iterator[DaskCluster]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def batches_by_worker(client: Any, since: float, names: dict[str, str]) -> dict[str, int]:
+    """Copy batches finished per worker (`names`: address to name), from the scheduler's task
+    stream since `since`."""
+    counts: dict[str, int] = {}
+    for task in client.get_task_stream(start=since):
+        if str(task["key"]).startswith("sharemig-batch") and task.get("status") == "OK":
+            name = names.get(task["worker"], task["worker"])
+            counts[name] = counts.get(name, 0) + 1
+    return counts

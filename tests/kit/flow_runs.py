@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from cli.supervisor import pids_with_env
+from tests.kit.manila_api import NOTHING_PRESERVED
 
 
 def run_state(run_id: str) -> Any:
@@ -25,8 +26,4 @@ def start_request(host: str, **flags: bool) -> Any:
     """The `flows.control.StartRequest` of a migration to `host`, every flag False but `flags`."""
     from flows.control import StartRequest
 
-    base = dict(
-        preserve_metadata=False, preserve_snapshots=False, writable=False, nondisruptive=False
-    )
-    base.update(flags)
-    return StartRequest(host=host, **base)
+    return StartRequest(host=host, **{**NOTHING_PRESERVED, **flags})

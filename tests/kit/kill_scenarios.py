@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from tests.kit.bench_kit import treecmp
-from tests.kit.flow_runs import run_state
+from tests.kit.flow_runs import run_state, start_request
 from tests.kit.kill_stack import POOL_A, POOL_B, PROJECT, Stack, kill9, processes_with_env
+from tests.kit.manila_api import start_body
 from tests.kit.reliability import bytes_lost, record
 from tests.kit.shares import local_path
 from tests.kit.waiting import later_than, wait_for, wait_task_state
@@ -54,31 +55,14 @@ def make_share(stack: Stack, tmp_path: Path, **tree: int) -> tuple[str, Path, Pa
 
 def start(share_id: str) -> str:
     from flows import control
-    from flows.control import StartRequest
 
-    req = StartRequest(
-        host=POOL_B,
-        preserve_metadata=False,
-        preserve_snapshots=False,
-        writable=False,
-        nondisruptive=False,
-        force_host_assisted_migration=True,
-    )
+    req = start_request(POOL_B, force_host_assisted_migration=True)
     started = control.start_migration(share_id, req)
     assert started.flow_run_id
     return started.flow_run_id
 
 
-START_BODY = {
-    "migration_start": {
-        "host": POOL_B,
-        "preserve_metadata": False,
-        "preserve_snapshots": False,
-        "writable": False,
-        "nondisruptive": False,
-        "force_host_assisted_migration": True,
-    }
-}
+START_BODY = start_body(host=POOL_B, force_host_assisted_migration=True)
 
 
 # --- reading the state ---------------------------------------------------------------------

@@ -7,12 +7,16 @@ import httpx
 from tests.kit.shim_server import ShimServer
 
 FAULT = {400: "badRequest", 403: "forbidden", 404: "itemNotFound", 409: "conflictingRequest"}
-VALID_START = {
-    "host": "sharemig@localfs#pool-b",
+NOTHING_PRESERVED = {
     "preserve_metadata": False,
     "preserve_snapshots": False,
     "writable": False,
     "nondisruptive": False,
+}
+"""The four flags a migration start must send, all off (the body, or a StartRequest's fields)."""
+VALID_START = {
+    "host": "sharemig@localfs#pool-b",
+    **NOTHING_PRESERVED,
     "force_host_assisted_migration": False,
     "new_share_network_id": None,
     "new_share_type_id": None,
@@ -20,6 +24,7 @@ VALID_START = {
 
 
 def start_body(**changes: object) -> dict[str, object]:
+    """A valid `migration_start` action body, with `changes`."""
     return {"migration_start": {**VALID_START, **changes}}
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import xxhash
 
 from tests.kit import shares
+from tests.kit.manila_api import NOTHING_PRESERVED
 from tests.kit.shares import local_path
 
 POOL_A = "rel@localfs#a"
@@ -78,14 +79,7 @@ def start(share_id: str, dest: str) -> str:
     from storage.db import session_scope
     from storage.migration_admission import StartRequest, admit_start
 
-    req = StartRequest(
-        host=dest,
-        preserve_metadata=False,
-        preserve_snapshots=False,
-        writable=False,
-        nondisruptive=False,
-        force_host_assisted_migration=True,
-    )
+    req = StartRequest(host=dest, **NOTHING_PRESERVED, force_host_assisted_migration=True)
     with session_scope() as s:
         mig = admit_start(s, share_id, req, project_id=None)
         assert mig is not None

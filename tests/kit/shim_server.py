@@ -62,6 +62,18 @@ class ShimServer:
     def db_url(self) -> str:
         return f"sqlite:///{self.home / 'sharemig.db'}"
 
+    def metrics(self) -> dict[str, float]:
+        """GET /metrics, flattened to {'name{label=value,...}': value}."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        flat: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                flat[f"{sample.name}{{{labels}}}"] = sample.value
+        return flat
+
     def endpoint(self, project: str = PROJECT) -> str:
         return f"{self.url}/v2/{project}"
 

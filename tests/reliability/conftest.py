@@ -100,7 +100,7 @@ def pools(rel_db: str, tmp_path: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The kill matrix's own Prefect server, worker and shim (tests/reliability/kill_stack.py)."""
+    """The kill matrix's own Prefect server, worker and shim (tests/kit/kill_stack.py)."""
     from tests.kit.kill_stack import running_stack
 
     with running_stack(tmp_path_factory.mktemp("kill-stack")) as running:

@@ -7,7 +7,7 @@ every migration reaches the end an undisturbed one reaches: treecmp-identical da
 verified before the kill written again (same inode and ctime), a switchover carried to its
 end (never half-done), and nothing left `migrating` with nobody on it.
 
-One stack for the session (the `stack` fixture, tests/reliability/kill_stack.py); trees of a
+One stack for the session (the `stack` fixture, tests/kit/kill_stack.py); trees of a
 few hundred files and a bandwidth limit on the worker, so a copy lasts seconds and a kill
 lands in it.
 """

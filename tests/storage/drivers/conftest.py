@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.kit.bench_kit import gen_tree
-from tests.kit.btrfs import mount_btrfs, remove_btrfs_pool
+from tests.kit.btrfs import mount_btrfs, remove_btrfs_pool, two_btrfs_mounts
 from tests.kit.drivers import PoolPair, make_pool
 
 
@@ -61,20 +61,8 @@ def other_fs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def btrfs_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """Two separate loop-mounted btrfs filesystems with quotas enabled."""
-    base = tmp_path_factory.mktemp("btrfs")
-    mounted: list[Path] = []
-    try:
-        for name in ("a", "b"):
-            why = mount_btrfs(base / f"{name}.img", base / name)
-            if why:
-                pytest.skip(f"no btrfs test filesystems: {why}")
-            mounted.append(base / name)
-        yield mounted[0], mounted[1]
-    finally:
-        for where in mounted:
-            subprocess.run(["umount", str(where)], capture_output=True, check=False)
-        for image in base.glob("*.img"):
-            image.unlink()
+    with two_btrfs_mounts(tmp_path_factory.mktemp("btrfs")) as mounts:
+        yield mounts
 
 
 @pytest.fixture(scope="session")
