@@ -8,7 +8,7 @@ import pytest
 
 from tests.kit.flow_runs import processes_for_run, run_state, start_request
 from tests.kit.prefect_service import POOL_A, POOL_B, POOL_OBJECTS
-from tests.kit.shares import db_share, migration_of, new_share, share_row
+from tests.kit.shares import db_share, migration_of, new_share, share_row, write_paced_tree
 from tests.kit.waiting import wait_for, wait_task_state
 
 pytestmark = pytest.mark.usefixtures("service_env")
@@ -53,14 +53,9 @@ def test_cancelling_the_run_in_prefect_cleans_up() -> None:
     from flows import control
 
     share = new_share(POOL_A)
-    # 300 files of 256 KiB: paced by the session worker's bandwidth limit, the copy lasts
-    # seconds, so the cancel lands mid-copy (the bare mover copies 3,000 files of 4 KiB in
-    # ~0.7 s: a cancel could land after the copy).
-    for d in range(30):
-        sub = share.path / f"d{d:02}"
-        sub.mkdir()
-        for f in range(10):
-            (sub / f"f{f:03}").write_bytes(bytes([d, f]) * 131072)
+    # Paced files, not many small ones: the bare mover copies 3,000 files of 4 KiB in ~0.7 s,
+    # so a cancel could land after the copy.
+    assert write_paced_tree(share.path, dirs=30) == 300
     started = control.start_migration(
         share.share_id, start_request(POOL_B, force_host_assisted_migration=True)
     )

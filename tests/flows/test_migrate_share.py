@@ -10,7 +10,7 @@ import pytest
 from tests.kit.bench_kit import gen_tree, treecmp
 from tests.kit.flow_runs import processes_for_run, run_state, start_request
 from tests.kit.prefect_service import POOL_A, POOL_B, POOL_BROKEN
-from tests.kit.shares import db_share, migration_of, new_share, share_row
+from tests.kit.shares import db_share, migration_of, new_share, share_row, write_paced_tree
 from tests.kit.waiting import wait_for, wait_task_state
 
 pytestmark = pytest.mark.usefixtures("service_env")
@@ -177,14 +177,9 @@ def test_cancel_while_copying_stops_the_copy(tmp_path: Path) -> None:
     from flows import control
 
     share = new_share(POOL_A)
-    # 400 files of 256 KiB: the session worker's bandwidth limit (prefect_service.BANDWIDTH)
-    # makes each 64-file batch take seconds, so the copy cannot finish before the cancel
-    # lands, however fast the machine (a 500 MiB tree copied at full speed once did).
-    for d in range(40):
-        sub = share.path / f"d{d:02}"
-        sub.mkdir()
-        for f in range(10):
-            (sub / f"f{f:03}").write_bytes(bytes([d, f]) * 131072)
+    # Paced: the copy cannot finish before the cancel lands (a 500 MiB tree copied at full
+    # speed once did).
+    assert write_paced_tree(share.path, dirs=40) == 400
     started = control.start_migration(
         share.share_id, start_request(POOL_B, force_host_assisted_migration=True)
     )

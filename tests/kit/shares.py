@@ -54,6 +54,18 @@ def new_share(
         return ShareOnPool(share.id, pool, local_path(url))
 
 
+def write_paced_tree(root: Path, dirs: int) -> int:
+    """`dirs` directories of ten 256 KiB files (d07/f004 holds bytes([7, 4]) repeated): under
+    the session worker's bandwidth limit (prefect_service.BANDWIDTH) each 64-file batch takes
+    seconds, so a cancel or a kill lands mid-copy however fast the machine. Returns the count."""
+    for d in range(dirs):
+        sub = root / f"d{d:02}"
+        sub.mkdir()
+        for f in range(10):
+            (sub / f"f{f:03}").write_bytes(bytes([d, f]) * 131072)
+    return dirs * 10
+
+
 def share_row(share_id: str) -> dict[str, Any]:
     """What a client sees of the share: status, task_state, host, and its instances."""
     from storage.db import session_scope
