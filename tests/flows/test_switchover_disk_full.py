@@ -19,7 +19,7 @@ import pytest
 
 from tests.kit.flow_runs import start_request
 from tests.kit.prefect_service import POOL_A
-from tests.kit.shares import db_share, migration_of, new_share
+from tests.kit.shares import add_localfs_pool, db_share, migration_of, new_share
 from tests.kit.waiting import wait_for, wait_task_state
 
 pytestmark = pytest.mark.usefixtures("service_env")
@@ -30,9 +30,6 @@ SMALL = "sharemig@localfs#small"
 @pytest.fixture
 def small_pool(tmp_path: Path) -> Iterator[Path]:
     """A destination pool on a 2 MiB tmpfs, added to the inventory the worker reads."""
-    from storage.db import session_scope
-    from storage.models import Pool
-
     mnt = tmp_path / "small"
     mnt.mkdir()
     mounted = subprocess.run(
@@ -41,18 +38,7 @@ def small_pool(tmp_path: Path) -> Iterator[Path]:
     if mounted.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
     (mnt / "pool").mkdir()
-    with session_scope() as s:
-        s.add(
-            Pool(
-                name=SMALL,
-                host="sharemig",
-                backend="localfs",
-                pool="small",
-                driver="localfs",
-                url=(mnt / "pool").as_uri(),
-                capacity_gb=100,
-            )
-        )
+    add_localfs_pool(SMALL, mnt / "pool")
     try:
         yield mnt
     finally:

@@ -21,6 +21,27 @@ def local_path(url: str) -> Path:
     return Path("/" + url.split("://")[-1].lstrip("/"))
 
 
+def add_localfs_pool(name: str, root: Path, capacity_gb: int = 100) -> None:
+    """The localfs pool `host@backend#pool` at `root`, added to the current database's pools."""
+    from storage.db import session_scope
+    from storage.models import Pool
+
+    host, _, rest = name.partition("@")
+    backend, _, pool = rest.partition("#")
+    with session_scope() as s:
+        s.add(
+            Pool(
+                name=name,
+                host=host,
+                backend=backend,
+                pool=pool,
+                driver="localfs",
+                url=root.as_uri(),
+                capacity_gb=capacity_gb,
+            )
+        )
+
+
 def new_share(
     pool: str,
     *,

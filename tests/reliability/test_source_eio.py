@@ -36,6 +36,7 @@ from tests.kit.reliability import (
     record,
     start,
 )
+from tests.kit.shares import add_localfs_pool
 
 BAD = "d2/f006.bin"
 DM_NAME = f"sharemig-eio-{os.getpid()}"
@@ -179,24 +180,11 @@ def test_eio_from_a_device_mapper_error_target(
     eio_mount: tuple[Path, Callable[[Path], None]],
 ) -> None:
     """The kernel's EIO: the file's blocks sit on a device-mapper `error` segment."""
-    from storage.db import session_scope
-    from storage.models import Pool
     from storage.source_freeze import frozen_under, lift_dir
 
     mnt, arm = eio_mount
     (mnt / "pool").mkdir()
-    with session_scope() as s:
-        s.add(
-            Pool(
-                name="rel@localfs#eio",
-                host="rel",
-                backend="localfs",
-                pool="eio",
-                driver="localfs",
-                url=(mnt / "pool").as_uri(),
-                capacity_gb=100,
-            )
-        )
+    add_localfs_pool("rel@localfs#eio", mnt / "pool")
     share_id, src = new_share("rel@localfs#eio")
     make_tree(src, files=12, size=16 * 1024)
     arm(src / BAD)
