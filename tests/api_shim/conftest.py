@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from shim_server import ShimServer, run_shim, write_inventory
+
+from tests.kit.shim_server import ShimServer, run_shim, write_inventory
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prefect_service import wait_for
-from shim_server import ShimServer
 
 from storage.errors import InvalidInputError
 from storage.tokens import TokenStore, create_token, lookup_token
+from tests.kit.shim_server import ShimServer
+from tests.kit.waiting import wait_for
 
 SHAREMIG = str(Path(sys.executable).with_name("sharemig"))
 

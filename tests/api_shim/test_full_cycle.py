@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prefect_service import wait_for
-from shim_server import PROJECT, ShimServer, run_shim
+
+from tests.kit import shares
+from tests.kit.prefect_service import POOL_A, POOL_B
+from tests.kit.shim_server import PROJECT, ShimServer, run_shim
+from tests.kit.waiting import wait_task_state
 
 OPENSTACK = str(Path(sys.executable).with_name("openstack"))
-POOL_A, POOL_B = "sharemig@localfs#pool-a", "sharemig@localfs#pool-b"
 
 
 @pytest.fixture(scope="module")
@@ -49,21 +51,7 @@ def other_pool(host: str) -> str:
 def new_share(shim: ShimServer, name: str, pool: str = POOL_A) -> str:
     """A share of the demo project on `pool`. Placed explicitly: this session's inventory
     also holds a deliberately broken pool (for the flows tests) that placement could pick."""
-    from storage.db import session_scope
-    from storage.shares import create_share
-
-    with session_scope(shim.db_url) as session:
-        return create_share(session, project_id=PROJECT, size=1, name=name, host=pool).id
-
-
-def wait_state(get: Any, *states: str, timeout: float = 120) -> Any:
-    def reached() -> Any:
-        share = get()
-        if share.task_state == "migration_error" and "migration_error" not in states:
-            raise AssertionError(f"migration of {share.id} failed")
-        return share if share.task_state in states else None
-
-    return wait_for(reached, timeout=timeout, interval=0.3, what=f"task_state in {states}")
+    return shares.new_share(pool, project=PROJECT, name=name, db_url=shim.db_url).share_id
 
 
 def test_python_manilaclient_full_cycle(live_shim: ShimServer) -> None:
@@ -83,7 +71,7 @@ def test_python_manilaclient_full_cycle(live_shim: ShimServer) -> None:
     migrating = c.shares.get(share.id)
     assert migrating.status == "migrating" and migrating.host == src.host
 
-    done = wait_state(lambda: c.shares.get(share.id), "data_copying_completed")
+    done = wait_task_state(lambda: c.shares.get(share.id), "data_copying_completed")
     assert (done.status, done.host) == ("migrating", src.host)  # nothing switches by itself
     resp, progress = c.shares.migration_get_progress(share)
     assert resp.status_code == 200
@@ -95,7 +83,7 @@ def test_python_manilaclient_full_cycle(live_shim: ShimServer) -> None:
 
     resp, _ = c.shares.migration_complete(share)
     assert resp.status_code == 202
-    final = wait_state(lambda: c.shares.get(share.id), "migration_success")
+    final = wait_task_state(lambda: c.shares.get(share.id), "migration_success")
     assert (final.status, final.host) == ("available", dest)
     (new_export,) = c.share_export_locations.list(share.id)
     assert new_export.path != old_export.path
@@ -111,12 +99,12 @@ def test_python_manilaclient_cancel_at_295_experimental(live_shim: ShimServer) -
     src = c.shares.get(share.id)
     dest = other_pool(src.host)
     c.shares.migration_start(share, dest, False, False, False, False, False)
-    wait_state(lambda: c.shares.get(share.id), "migration_driver_phase1_done")
+    wait_task_state(lambda: c.shares.get(share.id), "migration_driver_phase1_done")
     _, progress = c.shares.migration_get_progress(share)  # the POST action at 2.95
     assert progress["total_progress"] == 100
     resp, _ = c.shares.migration_cancel(share)
     assert resp.status_code == 202
-    final = wait_state(lambda: c.shares.get(share.id), "migration_cancelled")
+    final = wait_task_state(lambda: c.shares.get(share.id), "migration_cancelled")
     assert (final.status, final.host) == ("available", src.host)
     # Once cancelled, a second cancel and a complete are refused with 400.
     from manilaclient.common.apiclient import exceptions
@@ -148,15 +136,10 @@ def osc_share(shim: ShimServer, share_id: str) -> dict[str, Any]:
     return dict(json.loads(osc(shim, "share", "show", share_id, "-f", "json")))
 
 
-def wait_task_state(shim: ShimServer, share_id: str, *states: str) -> None:
+def wait_over_http(shim: ShimServer, share_id: str, *states: str) -> None:
     """Poll over HTTP (an `openstack` process per poll would cost seconds each)."""
     with shim.client("admin") as c:
-        wait_for(
-            lambda: c.get(f"/v2/demo/shares/{share_id}").json()["share"]["task_state"] in states,
-            timeout=120,
-            interval=0.3,
-            what=f"{share_id} in {states}",
-        )
+        wait_task_state(lambda: c.get(f"/v2/demo/shares/{share_id}").json()["share"], *states)
 
 
 def test_openstack_cli_full_cycle(live_shim: ShimServer) -> None:
@@ -174,11 +157,11 @@ def test_openstack_cli_full_cycle(live_shim: ShimServer) -> None:
         "False",
     ]
     osc(live_shim, "share", "migration", "start", *flags, share_id, dest)
-    wait_task_state(live_shim, share_id, *PHASE1_DONE)
+    wait_over_http(live_shim, share_id, *PHASE1_DONE)
     shown = osc(live_shim, "share", "migration", "show", share_id, "-f", "json")
     assert json.loads(shown)["total_progress"] == 100  # the GET form at OSC's default 2.98
     osc(live_shim, "share", "migration", "complete", share_id)
-    wait_task_state(live_shim, share_id, "migration_success")
+    wait_over_http(live_shim, share_id, "migration_success")
     final = osc_share(live_shim, share_id)
     assert (final["status"], final["host"]) == ("available", dest)
 
@@ -209,9 +192,9 @@ def test_openstack_cli_cancel_by_name(live_shim: ShimServer) -> None:
         "cycle-osc-cancel",
         other_pool(src["host"]),
     )
-    wait_task_state(live_shim, src["id"], "data_copying_completed")
+    wait_over_http(live_shim, src["id"], "data_copying_completed")
     osc(live_shim, "share", "migration", "cancel", "cycle-osc-cancel")
-    wait_task_state(live_shim, src["id"], "migration_cancelled")
+    wait_over_http(live_shim, src["id"], "migration_cancelled")
     final = osc_share(live_shim, src["id"])
     assert (final["status"], final["host"]) == ("available", src["host"])
 
@@ -240,7 +223,7 @@ def test_a_destination_the_scheduler_refuses_is_202_then_migration_error(
         new_share_type_id=dhss.id,
     )
     assert resp.status_code == 202
-    failed = wait_state(lambda: c.shares.get(share.id), "migration_error")
+    failed = wait_task_state(lambda: c.shares.get(share.id), "migration_error")
     assert (failed.status, failed.host, failed.share_type) == (
         "available",
         share.host,

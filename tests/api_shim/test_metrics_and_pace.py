@@ -9,23 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-from shim_server import PROJECT, ShimServer
-from test_migration_rules import progress_get
+from tests.kit.manila_api import progress_get
+from tests.kit.shim_server import PROJECT, ShimServer
 
 MakeShare = Callable[..., str]
 SetState = Callable[..., str]
-
-
-def _scrape(shim: ShimServer) -> dict[str, float]:
-    text = httpx.get(f"{shim.url}/metrics", timeout=10).text
-    flat: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            flat[f"{sample.name}{{{labels}}}"] = sample.value
-    return flat
 
 
 def _copy_started(shim: ShimServer, migration_id: str, seconds_ago: float) -> None:
@@ -73,7 +61,7 @@ def test_details_carry_rate_and_eta_from_the_same_counters(
 def test_metrics_parse_and_count_what_the_api_reports(
     shim: ShimServer, make_share: MakeShare, set_state: SetState
 ) -> None:
-    before = _scrape(shim)
+    before = shim.metrics()
     share = make_share()
     mig = set_state(
         share,
@@ -85,7 +73,7 @@ def test_metrics_parse_and_count_what_the_api_reports(
     )
     _copy_started(shim, mig, 10.0)
     details = progress_get(shim, share).json()["details"]
-    after = _scrape(shim)
+    after = shim.metrics()
 
     def delta(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)

@@ -7,67 +7,10 @@ PREFECT_API_URL), so a start that passes every check ends in a 503 (§ control).
 
 from __future__ import annotations
 
-import httpx
 import pytest
-from shim_server import ShimServer
 
-FAULT = {400: "badRequest", 403: "forbidden", 404: "itemNotFound", 409: "conflictingRequest"}
-VALID_START = {
-    "host": "sharemig@localfs#pool-b",
-    "preserve_metadata": False,
-    "preserve_snapshots": False,
-    "writable": False,
-    "nondisruptive": False,
-    "force_host_assisted_migration": False,
-    "new_share_network_id": None,
-    "new_share_type_id": None,
-}
-
-
-def start_body(**changes: object) -> dict[str, object]:
-    return {"migration_start": {**VALID_START, **changes}}
-
-
-def assert_fault(resp: httpx.Response, status: int, *, says: str = "") -> str:
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert list(body) == [FAULT[status]], body
-    assert body[FAULT[status]]["code"] == status
-    message = str(body[FAULT[status]]["message"])
-    assert says in message, message
-    return message
-
-
-def action(
-    shim: ShimServer,
-    share_id: str,
-    body: object,
-    *,
-    token: str = "admin",
-    version: str | None = "2.99",
-    experimental: bool = False,
-    project: str = "demo",
-) -> httpx.Response:
-    headers = {"X-OpenStack-Manila-API-Experimental": "true"} if experimental else {}
-    with shim.client(token, version=version, **headers) as c:
-        return c.post(f"/v2/{project}/shares/{share_id}/action", json=body)
-
-
-def progress_get(
-    shim: ShimServer, share_id: str, version: str = "2.99", token: str = "admin"
-) -> httpx.Response:
-    with shim.client(token, version=version) as c:
-        return c.get(f"/v2/demo/shares/{share_id}/migration-progress")
-
-
-def share_view(shim: ShimServer, share_id: str) -> dict[str, object]:
-    with shim.client("admin") as c:
-        resp = c.get(f"/v2/demo/shares/{share_id}")
-    assert resp.status_code == 200
-    return dict(resp.json()["share"])
-
-
-# --- §2.3: which version / experimental combination serves which operation -------------------
+from tests.kit.manila_api import VALID_START, action, assert_fault, progress_get, start_body
+from tests.kit.shim_server import ShimServer
 
 VERSIONS = [
     None,

@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from shim_server import ShimServer
-from test_migration_rules import action, assert_fault, progress_get, share_view, start_body
+
+from tests.kit.manila_api import action, assert_fault, progress_get, share_view, start_body
+from tests.kit.shim_server import ShimServer
 
 MakeShare = Callable[..., str]
 SetState = Callable[..., str]

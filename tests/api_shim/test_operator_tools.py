@@ -22,14 +22,14 @@ from uuid import UUID
 import httpx
 import pytest
 import xxhash
-from prefect_service import wait_for
-from shim_server import PROJECT, ShimServer, run_shim
+
+from tests.kit.bench_kit import gen_tree
+from tests.kit.prefect_service import POOL_A, POOL_B
+from tests.kit.shares import new_share
+from tests.kit.shim_server import PROJECT, ShimServer, run_shim
+from tests.kit.waiting import wait_for, wait_task_state
 
 SHAREMIG = str(Path(sys.executable).with_name("sharemig"))
-POOL_A, POOL_B = "sharemig@localfs#pool-a", "sharemig@localfs#pool-b"
-BENCH_KIT = Path(
-    os.environ.get("SHAREMIG_BENCH_KIT", Path(__file__).resolve().parents[3] / "shared" / "bench")
-)
 BEFORE_COPY = ("migration_starting", "migration_in_progress")
 COPYING = ("data_copying_starting", "data_copying_in_progress", "data_copying_completing")
 
@@ -45,14 +45,8 @@ def _env(shim: ShimServer) -> dict[str, str]:
 
 
 def _share(shim: ShimServer, name: str) -> tuple[str, Path]:
-    from storage.db import session_scope
-    from storage.pools import driver_for
-    from storage.shares import active_instance, create_share
-
-    with session_scope(shim.db_url) as s:
-        share = create_share(s, project_id=PROJECT, size=1, name=name, host=POOL_A)
-        location = active_instance(s, share).location
-        return share.id, Path(driver_for(s, POOL_A).instance_url(location))
+    share = new_share(POOL_A, project=PROJECT, name=name, db_url=shim.db_url)
+    return share.share_id, share.path
 
 
 def _action(client: httpx.Client, share_id: str, body: dict[str, Any]) -> None:
@@ -79,17 +73,12 @@ def _progress(client: httpx.Client, share_id: str) -> dict[str, Any]:
     return dict(resp.json())
 
 
-def _task_state(client: httpx.Client, share_id: str) -> str | None:
-    return client.get(f"/v2/{PROJECT}/shares/{share_id}").json()["share"]["task_state"]
+def _share_json(client: httpx.Client, share_id: str) -> dict[str, Any]:
+    return dict(client.get(f"/v2/{PROJECT}/shares/{share_id}").json()["share"])
 
 
 def _wait_state(client: httpx.Client, share_id: str, state: str, timeout: float = 180) -> None:
-    def reached() -> bool:
-        now = _task_state(client, share_id)
-        assert now != "migration_error", f"migration of {share_id} failed"
-        return now == state
-
-    wait_for(reached, timeout=timeout, interval=0.3, what=f"{share_id} in {state}")
+    wait_task_state(lambda: _share_json(client, share_id), state, timeout=timeout, interval=0.3)
 
 
 def _artifact_descriptions(flow_run_id: str) -> list[str]:
@@ -108,18 +97,6 @@ def _artifact_descriptions(flow_run_id: str) -> list[str]:
             )
         )
     return [a.description or "" for a in found]
-
-
-def _metrics(shim: ShimServer) -> dict[str, float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = httpx.get(f"{shim.url}/metrics", timeout=10).text
-    flat: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            flat[f"{sample.name}{{{labels}}}"] = sample.value
-    return flat
 
 
 def _flow_run(shim: ShimServer, share_id: str) -> str:
@@ -145,7 +122,7 @@ def test_paced_copy_shows_rate_and_eta_everywhere_then_metrics_match(
     share_id, root = _share(live_shim, "paced")
     for i in range(192):  # 96 MiB: ~12 s at the worker's 8 MiB/s
         (root / f"f{i:03d}.bin").write_bytes(os.urandom(512 * 1024))
-    before = _metrics(live_shim)
+    before = live_shim.metrics()
     with live_shim.client("admin") as admin:
         _start(admin, share_id)
         run_id = _flow_run(live_shim, share_id)
@@ -163,7 +140,7 @@ def test_paced_copy_shows_rate_and_eta_everywhere_then_metrics_match(
         )
         samples: list[dict[str, Any]] = []
         artifacts: list[str] = []
-        while (state := _task_state(admin, share_id)) in (*COPYING, *BEFORE_COPY):
+        while (state := _share_json(admin, share_id)["task_state"]) in (*COPYING, *BEFORE_COPY):
             details = _progress(admin, share_id).get("details", {})
             if details.get("eta_seconds") is not None:
                 samples.append(details)
@@ -203,7 +180,7 @@ def test_paced_copy_shows_rate_and_eta_everywhere_then_metrics_match(
         assert report.status_code == 200, report.text
         summary = report.json()["summary"]
 
-    after = _metrics(live_shim)
+    after = live_shim.metrics()
 
     def delta(name: str) -> float:
         return after.get(name, 0.0) - before.get(name, 0.0)
@@ -239,15 +216,8 @@ def _independent_listing(root: Path) -> dict[bytes, str | None]:
 def test_report_lists_every_entry_of_the_small_tree_with_its_hashes(
     live_shim: ShimServer, tmp_path: Path
 ) -> None:
-    script = BENCH_KIT / "gen_dataset.py"
-    if not script.is_file():
-        pytest.skip(f"{script} not found (set SHAREMIG_BENCH_KIT to the bench kit directory)")
     share_id, root = _share(live_shim, "awkward")
-    subprocess.run(
-        [sys.executable, str(script), str(root), "--preset", "small"],
-        check=True,
-        capture_output=True,
-    )
+    gen_tree(root)
     expected = _independent_listing(root)
     with live_shim.client("admin") as admin:
         _start(admin, share_id)
@@ -287,16 +257,8 @@ def test_report_lists_every_entry_of_the_small_tree_with_its_hashes(
     assert summary["links"] >= 14  # its symlinks, plus hard-linked names
 
 
-def test_report_refusals(live_shim: ShimServer) -> None:
-    share_id, _ = _share(live_shim, "never-migrated")
-    with live_shim.client("admin") as admin:
-        unknown = admin.get(f"/v2/{PROJECT}/sharemig/shares/no-such-share/report")
-        assert unknown.status_code == 404 and "could not be found" in unknown.text
-        none = admin.get(f"/v2/sharemig/shares/{share_id}/report")  # the URL without a project
-        assert none.status_code == 404 and "no migration with a manifest" in none.text
-    with live_shim.client("member") as member:
-        denied = member.get(f"/v2/{PROJECT}/sharemig/shares/{share_id}/report")
-        assert denied.status_code == 403 and "admin" in denied.text
+def test_report_cli_refuses_an_unknown_share(live_shim: ShimServer) -> None:
+    # The route's own refusals (404s, the admin role) are tests/api_shim/test_metrics_and_pace.py's.
     cli = subprocess.run(
         [SHAREMIG, "report", "no-such-share"], env=_env(live_shim), capture_output=True, text=True
     )

@@ -17,9 +17,10 @@ from uuid import UUID
 
 import httpx
 import pytest
-from prefect_proxy import PrefectProxy, prefect_proxy
-from shim_server import ShimServer, run_shim, write_inventory
-from test_migration_rules import action, share_view, start_body
+
+from tests.kit.manila_api import action, share_view, start_body
+from tests.kit.prefect_proxy import PrefectProxy, prefect_proxy
+from tests.kit.shim_server import ShimServer, run_shim, write_inventory
 
 BUDGET_S = 3.0
 # Answer time over the budget the test allows: one HTTP exchange and the withdrawal's

@@ -10,8 +10,9 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from shim_server import ShimServer
-from test_migration_rules import action, assert_fault, share_view
+
+from tests.kit.manila_api import action, assert_fault, share_view
+from tests.kit.shim_server import ShimServer
 
 MakeShare = Callable[..., str]
 SetState = Callable[..., str]

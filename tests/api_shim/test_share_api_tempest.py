@@ -12,8 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from shim_server import ShimServer
-from test_migration_rules import assert_fault
+
+from tests.kit.manila_api import assert_fault
+from tests.kit.shim_server import ShimServer
 
 MakeShare = Callable[..., str]
 GiB = 1 << 30

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 import yaml
-from btrfs_kit import mount_btrfs
-from shim_server import ShimServer, run_shim
+
+from tests.kit.btrfs import mount_btrfs
+from tests.kit.shim_server import ShimServer, run_shim
 
 BTRFS_POOL, LOCAL_POOL = "sharemig@btrfs#fast", "sharemig@localfs#plain"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from shim_server import ShimServer
+
+from tests.kit.shim_server import ShimServer
 
 VERSION = "x-openstack-manila-api-version"
 EXPERIMENTAL = "x-openstack-manila-api-experimental"

@@ -10,15 +10,17 @@ import json
 import re
 import stat
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from up_process import SHAREMIG, WALK_LIMIT, UpProcess, pids_of_home, run_up, user_env
 
 from cli.demo_tree import write_demo_tree
+from tests.kit.flow_runs import processes_for_run
+from tests.kit.up_process import SHAREMIG, WALK_LIMIT, UpProcess, pids_of_home, run_up, user_env
+from tests.kit.waiting import wait_for, wait_task_state
 
 SCALE = 0.3  # ~90 files, 14 MiB: the same tree shape as the default demo, in less CI time
 
@@ -37,16 +39,9 @@ def _client(up: UpProcess, token: str) -> httpx.Client:
     )
 
 
-def _wait_share(up: UpProcess, share_id: str, *states: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
+def _wait_share(up: UpProcess, share_id: str, *states: str) -> dict[str, Any]:
     with _client(up, up.endpoints["admin_token"]) as c:
-        while True:
-            share = c.get(f"/shares/{share_id}").json()["share"]
-            if share["task_state"] in states:
-                return dict(share)
-            assert share["task_state"] != "migration_error", share
-            assert time.monotonic() < deadline, f"{share_id} stuck in {share['task_state']}"
-            time.sleep(0.3)
+        return wait_task_state(lambda: c.get(f"/shares/{share_id}").json()["share"], *states)
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -88,7 +83,7 @@ def test_up_publishes_its_endpoints_and_refuses_a_second_up(up: UpProcess, tmp_p
     assert f"port {up.prefect_port}" in " ".join(busy.stderr.split())
     assert not (other / "endpoints.json").exists() and not pids_of_home(other)
 
-    from up_process import free_port
+    from tests.kit.processes import free_port
 
     same_home = _other_up(up.home, free_port(), free_port())
     assert same_home.returncode == 1
@@ -125,18 +120,6 @@ def test_demo_waits_for_approval_and_the_cli_approval_finishes_it(
     assert any(r["id"] == share_id and r["task_state"] == "migration_success" for r in listed)
 
 
-def _flow_run_processes(run_id: str) -> list[int]:
-    marker = f"PREFECT__FLOW_RUN_ID={run_id}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker in (entry / "environ").read_bytes().split(b"\0"):
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
-
-
 def test_ctrl_c_stops_every_process_a_running_flow_included(up: UpProcess) -> None:
     with _client(up, up.endpoints["admin_token"]) as admin:
         share = admin.post("/shares", json={"share": {"share_proto": "NFS", "size": 1}})
@@ -155,14 +138,12 @@ def test_ctrl_c_stops_every_process_a_running_flow_included(up: UpProcess) -> No
     started = up.sharemig("migrate", share_id, dest, "--force-host-assisted", "--json")
     assert started.returncode == 0, started.stderr
     run_id = json.loads(started.stdout)["flow_run_id"]
-    deadline = time.monotonic() + 60
-    while not _flow_run_processes(run_id):  # the worker has started the flow run's process
-        assert time.monotonic() < deadline, "the worker never started the flow run"
-        time.sleep(0.1)
+    # The worker has started the flow run's process.
+    wait_for(lambda: processes_for_run(run_id), timeout=60, interval=0.1, what="the flow run")
     assert len(pids_of_home(up.home)) >= 4  # server, worker, shim, flow run (at least)
-    assert _flow_run_processes(run_id), "the flow run ended before the interrupt"
+    assert processes_for_run(run_id), "the flow run ended before the interrupt"
 
     assert up.interrupt() == 0, up.log()
     assert "stopped" in up.log()
     assert pids_of_home(up.home) == [], up.log()
-    assert _flow_run_processes(run_id) == []
+    assert processes_for_run(run_id) == []

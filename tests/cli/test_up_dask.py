@@ -17,16 +17,16 @@ from typing import Any
 
 import httpx
 import pytest
-import up_process
-from kit.bench_kit import gen_tree, treecmp
-from kit.dask_cluster import DaskCluster, dask_cluster
 from sqlalchemy import select
-from up_process import UpProcess, run_up
 
 from storage.db import session_scope
 from storage.models import Migration
 from storage.models.manifest import CopyJob, ManifestEntry
 from storage.mover.plan import DONE
+from tests.kit import up_process
+from tests.kit.bench_kit import gen_tree, treecmp
+from tests.kit.dask_cluster import DaskCluster, batches_by_worker, dask_cluster
+from tests.kit.up_process import UpProcess, run_up
 
 pytestmark = [pytest.mark.slow, pytest.mark.scale, pytest.mark.timeout(3600)]
 
@@ -73,15 +73,6 @@ def _wait_share(up: UpProcess, share_id: str, state: str) -> dict[str, Any]:
         assert time.monotonic() < deadline, f"{share_id} stuck in {share['task_state']}"
         time.sleep(1)
     return share
-
-
-def _batches_by_worker(client: Any, since: float, names: dict[str, str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for task in client.get_task_stream(start=since):
-        if str(task["key"]).startswith("sharemig-batch") and task.get("status") == "OK":
-            name = names.get(task["worker"], task["worker"])
-            counts[name] = counts.get(name, 0) + 1
-    return counts
 
 
 def _verified_files(db_url: str, share_id: str) -> tuple[Path, dict[bytes, tuple[int, int]]]:
@@ -133,7 +124,7 @@ def test_a_migration_runs_on_three_dask_workers_and_survives_losing_one(
         deadline = time.monotonic() + COPY_S
         victim = None
         while victim is None:
-            per_worker = _batches_by_worker(client, since, names)
+            per_worker = batches_by_worker(client, since, names)
             busy = [
                 names[addr]
                 for addr, keys in client.processing().items()
@@ -152,7 +143,7 @@ def test_a_migration_runs_on_three_dask_workers_and_survives_losing_one(
         assert verified_at_kill, "nothing verified yet when the worker was killed"
 
         _wait_share(up, share_id, "data_copying_completed")
-        per_worker = _batches_by_worker(client, since, names)
+        per_worker = batches_by_worker(client, since, names)
     print(f"batches per Dask worker (scheduler's task stream): {per_worker}; killed {victim}")
     assert set(per_worker) == {"w1", "w2", "w3"}
     compared = treecmp(src_root, dest_root)

@@ -5,19 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import (
-    POOL_A,
-    POOL_B,
-    POOL_OBJECTS,
-    migration_of,
-    new_share,
-    processes_for_run,
-    run_state,
-    share_row,
-    start_request,
-    wait_task_state,
-)
-from prefect_service import wait_for
+
+from tests.kit.flow_runs import processes_for_run, run_state, start_request
+from tests.kit.prefect_service import POOL_A, POOL_B, POOL_OBJECTS
+from tests.kit.shares import db_share, migration_of, new_share, share_row, write_paced_tree
+from tests.kit.waiting import wait_for, wait_task_state
 
 pytestmark = pytest.mark.usefixtures("service_env")
 
@@ -39,7 +31,7 @@ def test_evacuate_pool_moves_every_share() -> None:
         timeout=0,
     )
     for share in shares:
-        row = wait_task_state(share.share_id, "migration_success", timeout=240)
+        row = wait_task_state(db_share(share.share_id), "migration_success", timeout=240)
         assert row["host"] == POOL_B and row["status"] == "available"
         assert migration_of(share.share_id).mechanism == "host"
     wait_for(lambda: run_state(str(run.id)).is_final(), timeout=60, what="evacuate run end")
@@ -61,22 +53,17 @@ def test_cancelling_the_run_in_prefect_cleans_up() -> None:
     from flows import control
 
     share = new_share(POOL_A)
-    # 300 files of 256 KiB: paced by the session worker's bandwidth limit, the copy lasts
-    # seconds, so the cancel lands mid-copy (the bare mover copies 3,000 files of 4 KiB in
-    # ~0.7 s: a cancel could land after the copy).
-    for d in range(30):
-        sub = share.path / f"d{d:02}"
-        sub.mkdir()
-        for f in range(10):
-            (sub / f"f{f:03}").write_bytes(bytes([d, f]) * 131072)
+    # Paced files, not many small ones: the bare mover copies 3,000 files of 4 KiB in ~0.7 s,
+    # so a cancel could land after the copy.
+    assert write_paced_tree(share.path, dirs=30) == 300
     started = control.start_migration(
         share.share_id, start_request(POOL_B, force_host_assisted_migration=True)
     )
     assert started.flow_run_id
-    wait_task_state(share.share_id, "data_copying_in_progress")
+    wait_task_state(db_share(share.share_id), "data_copying_in_progress")
     with get_client(sync_client=True) as client:
         client.set_flow_run_state(UUID(started.flow_run_id), Cancelling(), force=True)
-    row = wait_task_state(share.share_id, "migration_cancelled", timeout=90)
+    row = wait_task_state(db_share(share.share_id), "migration_cancelled", timeout=90)
     assert row["host"] == POOL_A and [i[1] for i in row["instances"]] == [POOL_A]
     assert sum(1 for _ in share.path.rglob("f*")) == 300
     assert "cancelled in Prefect" in (migration_of(share.share_id).error or "")
@@ -131,11 +118,11 @@ def test_evacuation_waits_suspended_while_its_migrations_wait_for_approval() -> 
 
     for share in waiting:
         control.complete_migration(share.share_id, reason="operator approved")
-        wait_task_state(share.share_id, "migration_success", timeout=120)
-    wait_task_state(third.share_id, "data_copying_completed", timeout=120)
+        wait_task_state(db_share(share.share_id), "migration_success", timeout=120)
+    wait_task_state(db_share(third.share_id), "data_copying_completed", timeout=120)
     wait_for(lambda: run_state(run_id).is_paused(), timeout=60, what="the evacuation to suspend")
     control.complete_migration(third.share_id, reason="operator approved")
-    wait_task_state(third.share_id, "migration_success", timeout=120)
+    wait_task_state(db_share(third.share_id), "migration_success", timeout=120)
     wait_for(lambda: run_state(run_id).is_final(), timeout=120, what="evacuation end")
     assert run_state(run_id).is_completed()
     wanted = [f"share {share.share_id}: migration_success" for share in shares]

@@ -8,16 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from btrfs_kit import mount_btrfs, remove_btrfs_pool
-from conftest import (
-    POOL_B,
-    gen_tree,
-    migration_of,
-    new_share,
-    start_request,
-    treecmp,
-    wait_task_state,
-)
+
+from tests.kit.bench_kit import gen_tree, treecmp
+from tests.kit.btrfs import remove_btrfs_pool, two_btrfs_mounts
+from tests.kit.flow_runs import start_request
+from tests.kit.prefect_service import POOL_B
+from tests.kit.shares import db_share, migration_of, new_share
+from tests.kit.waiting import wait_task_state
 
 pytestmark = pytest.mark.usefixtures("service_env")
 
@@ -27,20 +24,15 @@ POOL_BTRFS_B = "sharemig@btrfs#b"
 
 @pytest.fixture(scope="module")
 def btrfs_roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
-    base = tmp_path_factory.mktemp("flows-btrfs")
-    mounted: list[Path] = []
-    try:
-        for name in ("a", "b"):
-            why = mount_btrfs(base / f"{name}.img", base / name)
-            if why:
-                pytest.skip(f"no btrfs test filesystems: {why}")
-            mounted.append(base / name)
-            (base / name / "pool").mkdir()
-        yield mounted[0] / "pool", mounted[1] / "pool"
-    finally:
-        for where in mounted:
-            remove_btrfs_pool(where / "pool")
-            subprocess.run(["umount", str(where)], capture_output=True, check=False)
+    with two_btrfs_mounts(tmp_path_factory.mktemp("flows-btrfs")) as mounts:
+        pools = (mounts[0] / "pool", mounts[1] / "pool")
+        for pool in pools:
+            pool.mkdir()
+        try:
+            yield pools
+        finally:
+            for pool in pools:
+                remove_btrfs_pool(pool)
 
 
 @pytest.fixture
@@ -96,12 +88,12 @@ def test_btrfs_share_with_snapshots_migrates_across_filesystems(
         share.share_id,
         start_request(POOL_BTRFS_B, preserve_metadata=True, preserve_snapshots=True, writable=True),
     )
-    wait_task_state(share.share_id, "migration_driver_phase1_done", timeout=180)
+    wait_task_state(db_share(share.share_id), "migration_driver_phase1_done", timeout=180)
     (share.path / "written-in-phase-1.txt").write_text("still writable\n")
     frozen_reference = tmp_path / "at-freeze"
     subprocess.run(["cp", "-a", "--", f"{share.path}/.", str(frozen_reference)], check=True)
     control.complete_migration(share.share_id, reason="btrfs send/receive")
-    row = wait_task_state(share.share_id, "migration_success", timeout=180)
+    row = wait_task_state(db_share(share.share_id), "migration_success", timeout=180)
     assert row["host"] == POOL_BTRFS_B and row["status"] == "available"
     mig = migration_of(share.share_id)
     assert mig.mechanism == "driver" and mig.flow_run_id == started.flow_run_id
@@ -132,10 +124,10 @@ def test_host_assisted_between_btrfs_and_localfs(
     share = new_share(source)
     subprocess.run(["cp", "-a", "--", f"{small_reference}/.", str(share.path)], check=True)
     control.start_migration(share.share_id, start_request(dest))
-    wait_task_state(share.share_id, "data_copying_completed", timeout=180)
+    wait_task_state(db_share(share.share_id), "data_copying_completed", timeout=180)
     assert migration_of(share.share_id).mechanism == "host"
     control.complete_migration(share.share_id, reason="mover")
-    row = wait_task_state(share.share_id, "migration_success", timeout=180)
+    row = wait_task_state(db_share(share.share_id), "migration_success", timeout=180)
     assert row["host"] == dest
     with session_scope() as s:
         moved = Path(driver_for(s, dest).instance_url(row["instances"][0][3]))

@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import POOL_A, POOL_B, new_share, share_row, wait_task_state
+
+from tests.kit.prefect_service import POOL_A, POOL_B
+from tests.kit.shares import db_share, new_share, share_row
+from tests.kit.waiting import wait_task_state
 
 pytestmark = pytest.mark.usefixtures("service_env")
 
@@ -30,7 +33,7 @@ def test_migrate_status_approve_from_the_command_line() -> None:
     started = json.loads(out.stdout)
     assert started["flow_run_id"] and not started["noop"]
 
-    wait_task_state(share.share_id, "data_copying_completed")
+    wait_task_state(db_share(share.share_id), "data_copying_completed")
     status = sharemig("status", share.share_id, "--json")
     assert status.returncode == 0, status.stderr
     shown = json.loads(status.stdout)
@@ -42,7 +45,7 @@ def test_migrate_status_approve_from_the_command_line() -> None:
 
     ok = sharemig("approve", share.share_id, "--reason", "cli says yes")
     assert ok.returncode == 0, ok.stderr
-    row = wait_task_state(share.share_id, "migration_success")
+    row = wait_task_state(db_share(share.share_id), "migration_success")
     assert row["host"] == POOL_B
     again = sharemig("approve", share.share_id)
     assert again.returncode == 1 and "already completed" in " ".join(again.stderr.split())

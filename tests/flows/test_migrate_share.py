@@ -6,21 +6,12 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-from conftest import (
-    POOL_A,
-    POOL_B,
-    POOL_BROKEN,
-    gen_tree,
-    migration_of,
-    new_share,
-    processes_for_run,
-    run_state,
-    share_row,
-    start_request,
-    treecmp,
-    wait_task_state,
-)
-from prefect_service import wait_for
+
+from tests.kit.bench_kit import gen_tree, treecmp
+from tests.kit.flow_runs import processes_for_run, run_state, start_request
+from tests.kit.prefect_service import POOL_A, POOL_B, POOL_BROKEN
+from tests.kit.shares import db_share, migration_of, new_share, share_row, write_paced_tree
+from tests.kit.waiting import wait_for, wait_task_state
 
 pytestmark = pytest.mark.usefixtures("service_env")
 
@@ -91,7 +82,7 @@ def test_host_assisted_small_tree_through_approval(small_reference: Path) -> Non
     victims[1].write_bytes(victims[1].read_bytes()[:-1])
 
     resume_flow_run(UUID(started.flow_run_id), run_input={"approve": True, "reason": "ok"})
-    row = wait_task_state(share.share_id, "migration_success", timeout=120)
+    row = wait_task_state(db_share(share.share_id), "migration_success", timeout=120)
     assert row["status"] == "available" and row["host"] == POOL_B
     assert [(pool, status) for _, pool, status, _ in row["instances"]] == [(POOL_B, "available")]
     assert not share.path.exists(), "the source instance's data must be deleted"
@@ -127,9 +118,9 @@ def test_driver_assisted_approved_through_control() -> None:
     share = new_share(POOL_A)
     (share.path / "hello.txt").write_text("driver path\n")
     started = control.start_migration(share.share_id, start_request(POOL_B))
-    wait_task_state(share.share_id, "migration_driver_phase1_done")
+    wait_task_state(db_share(share.share_id), "migration_driver_phase1_done")
     control.complete_migration(share.share_id, reason="ship it")
-    row = wait_task_state(share.share_id, "migration_success")
+    row = wait_task_state(db_share(share.share_id), "migration_success")
     assert row["host"] == POOL_B and row["status"] == "available"
     mig = migration_of(share.share_id)
     assert mig.mechanism == "driver" and mig.flow_run_id == started.flow_run_id
@@ -155,7 +146,7 @@ def test_reject_from_the_resume_form_keeps_the_source(tmp_path: Path) -> None:
     # Frozen while it waits: writes refused, reads unchanged.
     _assert_frozen(share.path / "data.bin")
     resume_flow_run(UUID(started.flow_run_id), run_input={"approve": False, "reason": "not now"})
-    row = wait_task_state(share.share_id, "migration_cancelled")
+    row = wait_task_state(db_share(share.share_id), "migration_cancelled")
     (share.path / "after-reject").write_text("writable again")
     assert row["status"] == "available" and row["host"] == POOL_A
     assert [i[1] for i in row["instances"]] == [POOL_A]
@@ -177,7 +168,7 @@ def test_cancel_while_waiting_through_control() -> None:
     assert started.flow_run_id
     _wait_suspended(started.flow_run_id)
     control.cancel_migration(share.share_id)
-    row = wait_task_state(share.share_id, "migration_cancelled", timeout=60)
+    row = wait_task_state(db_share(share.share_id), "migration_cancelled", timeout=60)
     assert row["host"] == POOL_A and [i[1] for i in row["instances"]] == [POOL_A]
     assert (share.path / "f").read_text() == "keep me"
 
@@ -186,25 +177,20 @@ def test_cancel_while_copying_stops_the_copy(tmp_path: Path) -> None:
     from flows import control
 
     share = new_share(POOL_A)
-    # 400 files of 256 KiB: the session worker's bandwidth limit (prefect_service.BANDWIDTH)
-    # makes each 64-file batch take seconds, so the copy cannot finish before the cancel
-    # lands, however fast the machine (a 500 MiB tree copied at full speed once did).
-    for d in range(40):
-        sub = share.path / f"d{d:02}"
-        sub.mkdir()
-        for f in range(10):
-            (sub / f"f{f:03}").write_bytes(bytes([d, f]) * 131072)
+    # Paced: the copy cannot finish before the cancel lands (a 500 MiB tree copied at full
+    # speed once did).
+    assert write_paced_tree(share.path, dirs=40) == 400
     started = control.start_migration(
         share.share_id, start_request(POOL_B, force_host_assisted_migration=True)
     )
-    wait_task_state(share.share_id, "data_copying_in_progress")
+    wait_task_state(db_share(share.share_id), "data_copying_in_progress")
     dest_id = migration_of(share.share_id).dest_instance_id
     control.cancel_migration(share.share_id, reason="wrong pool")
     assert share_row(share.share_id)["status"] == "migrating"
     # The share stays readable (and frozen) while the copy winds down.
     _assert_frozen(share.path / "d07" / "f004")
     assert (share.path / "d07" / "f004").read_bytes() == bytes([7, 4]) * 131072
-    row = wait_task_state(share.share_id, "migration_cancelled", timeout=90)
+    row = wait_task_state(db_share(share.share_id), "migration_cancelled", timeout=90)
     (share.path / "d07" / "after-cancel").write_text("writable again")
     assert row["status"] == "available" and row["host"] == POOL_A
     mig = migration_of(share.share_id)
@@ -223,7 +209,7 @@ def test_permanent_failure_ends_in_migration_error_with_source_untouched() -> No
     started = control.start_migration(
         share.share_id, start_request(POOL_BROKEN, force_host_assisted_migration=True)
     )
-    row = wait_task_state(share.share_id, "migration_error", timeout=90)
+    row = wait_task_state(db_share(share.share_id), "migration_error", timeout=90)
     assert row["status"] == "available" and row["host"] == POOL_A
     assert [i[1] for i in row["instances"]] == [POOL_A]
     assert (share.path / "precious").read_text() == "unchanged"
@@ -302,7 +288,7 @@ def test_failed_switchover_goes_back_to_waiting_and_a_later_approval_succeeds() 
         timeout=120,
         what="a new run after the switchover gave up",
     )
-    row = wait_task_state(share.share_id, "data_copying_completed", timeout=60)
+    row = wait_task_state(db_share(share.share_id), "data_copying_completed", timeout=60)
     assert row["status"] == "migrating" and row["host"] == POOL_A
     assert (share.path / "d" / "f.txt").read_text() == "inside d"
     progress = control.migration_progress(share.share_id)
@@ -314,7 +300,7 @@ def test_failed_switchover_goes_back_to_waiting_and_a_later_approval_succeeds() 
 
     (dest / "d").unlink()
     control.complete_migration(share.share_id)
-    row = wait_task_state(share.share_id, "migration_success", timeout=120)
+    row = wait_task_state(db_share(share.share_id), "migration_success", timeout=120)
     assert row["host"] == POOL_B
     assert (dest / "d" / "f.txt").read_text() == "inside d"
     assert (dest / "keep.txt").stat().st_ino == kept_inode, "a verified file was copied again"

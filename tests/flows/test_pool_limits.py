@@ -14,8 +14,11 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from conftest import POOL_A, migration_of, new_share, share_row, start_request, wait_task_state
-from prefect_service import wait_for
+
+from tests.kit.flow_runs import start_request
+from tests.kit.prefect_service import POOL_A
+from tests.kit.shares import db_share, migration_of, new_share, share_row
+from tests.kit.waiting import wait_for, wait_task_state
 
 pytestmark = pytest.mark.usefixtures("service_env")
 
@@ -73,7 +76,7 @@ def _cancel_all(share_ids: list[str]) -> None:
     for sid in share_ids:
         control.cancel_migration(sid, reason="test done")
     for sid in share_ids:
-        wait_task_state(sid, "migration_cancelled")
+        wait_task_state(db_share(sid), "migration_cancelled")
 
 
 def test_one_migration_at_a_time_on_a_pool_limited_to_one(service_env: Path) -> None:
@@ -98,7 +101,7 @@ def test_one_migration_at_a_time_on_a_pool_limited_to_one(service_env: Path) -> 
 
     wait_for(queued_seen, timeout=180, interval=0.2, what="a start queued behind the pool's limit")
     for share in shares:
-        wait_task_state(share.share_id, "data_copying_completed", timeout=300)
+        wait_task_state(db_share(share.share_id), "data_copying_completed", timeout=300)
 
     # The runs' recorded task times: each held the pool's one slot from `advance-start` to
     # its last `finish-copy`, and no two of those intervals overlap.
@@ -171,5 +174,5 @@ def test_two_migrations_share_the_pool_bandwidth_budget(service_env: Path) -> No
         f"{rate:.0f} B/s through {BUDGET} B/s ({copied} B in {seconds:.1f} s, {idles} idle)"
     )
     for share in shares:
-        wait_task_state(share.share_id, "data_copying_completed", timeout=300)
+        wait_task_state(db_share(share.share_id), "data_copying_completed", timeout=300)
     _cancel_all([s.share_id for s in shares])

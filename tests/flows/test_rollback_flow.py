@@ -12,18 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import (
-    POOL_A,
-    POOL_B,
-    gen_tree,
-    migration_of,
-    new_share,
-    share_row,
-    start_request,
-    treecmp,
-    wait_task_state,
-)
-from prefect_service import wait_for
+
+from tests.kit.bench_kit import gen_tree, treecmp
+from tests.kit.flow_runs import start_request
+from tests.kit.prefect_service import POOL_A, POOL_B
+from tests.kit.shares import db_share, migration_of, new_share, share_row
+from tests.kit.waiting import wait_for, wait_task_state
 
 pytestmark = pytest.mark.usefixtures("service_env")
 
@@ -52,9 +46,9 @@ def _migrate(share_id: str, host: str, **flags: bool) -> None:
     from flows import control
 
     control.start_migration(share_id, start_request(host, **flags))
-    wait_task_state(share_id, "data_copying_completed", "migration_driver_phase1_done")
+    wait_task_state(db_share(share_id), "data_copying_completed", "migration_driver_phase1_done")
     control.complete_migration(share_id, reason="test approves")
-    wait_task_state(share_id, "migration_success")
+    wait_task_state(db_share(share_id), "migration_success")
 
 
 def _instance(share_id: str, status: str) -> tuple[str, str, Path]:
@@ -123,7 +117,7 @@ def test_rollback_copies_back_only_what_changed(retain: Any, tmp_path: Path) -> 
     out = sharemig("rollback", share.share_id, "--json")
     assert out.returncode == 0, out.stderr
     rollback_id = json.loads(out.stdout)["migration_id"]
-    row = wait_task_state(share.share_id, "migration_success")
+    row = wait_task_state(db_share(share.share_id), "migration_success")
     assert row["host"] == POOL_A
     assert [(i[1], i[2]) for i in row["instances"]] == [(POOL_A, "available")]
     cmp = treecmp(expected, share.path)
@@ -168,11 +162,11 @@ def test_rollback_refused_while_another_migration_runs(retain: Any) -> None:
     control.start_migration(
         share.share_id, start_request(POOL_A, force_host_assisted_migration=True)
     )
-    wait_task_state(share.share_id, "data_copying_completed")
+    wait_task_state(db_share(share.share_id), "data_copying_completed")
     before = share_row(share.share_id)
     busy = sharemig("rollback", share.share_id)
     assert busy.returncode == 2
     assert "another migration of it is running" in " ".join(busy.stderr.split())
     assert share_row(share.share_id) == before
     control.cancel_migration(share.share_id, reason="test done")
-    wait_task_state(share.share_id, "migration_cancelled")
+    wait_task_state(db_share(share.share_id), "migration_cancelled")

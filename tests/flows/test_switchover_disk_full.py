@@ -16,8 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import POOL_A, migration_of, new_share, start_request, wait_task_state
-from prefect_service import wait_for
+
+from tests.kit.flow_runs import start_request
+from tests.kit.prefect_service import POOL_A
+from tests.kit.shares import add_localfs_pool, db_share, migration_of, new_share
+from tests.kit.waiting import wait_for, wait_task_state
 
 pytestmark = pytest.mark.usefixtures("service_env")
 
@@ -27,9 +30,6 @@ SMALL = "sharemig@localfs#small"
 @pytest.fixture
 def small_pool(tmp_path: Path) -> Iterator[Path]:
     """A destination pool on a 2 MiB tmpfs, added to the inventory the worker reads."""
-    from storage.db import session_scope
-    from storage.models import Pool
-
     mnt = tmp_path / "small"
     mnt.mkdir()
     mounted = subprocess.run(
@@ -38,18 +38,7 @@ def small_pool(tmp_path: Path) -> Iterator[Path]:
     if mounted.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
     (mnt / "pool").mkdir()
-    with session_scope() as s:
-        s.add(
-            Pool(
-                name=SMALL,
-                host="sharemig",
-                backend="localfs",
-                pool="small",
-                driver="localfs",
-                url=(mnt / "pool").as_uri(),
-                capacity_gb=100,
-            )
-        )
+    add_localfs_pool(SMALL, mnt / "pool")
     try:
         yield mnt
     finally:
@@ -88,7 +77,7 @@ def test_disk_full_in_the_final_sync_goes_back_to_waiting(small_pool: Path) -> N
     started = control.start_migration(
         share.share_id, start_request(SMALL, force_host_assisted_migration=True)
     )
-    wait_task_state(share.share_id, "data_copying_completed", timeout=180)
+    wait_task_state(db_share(share.share_id), "data_copying_completed", timeout=180)
     mig = migration_of(share.share_id)
     dest = small_pool / "pool" / f"share-{mig.dest_instance_id}"
     frozen_before = is_frozen(share.path)
@@ -105,7 +94,7 @@ def test_disk_full_in_the_final_sync_goes_back_to_waiting(small_pool: Path) -> N
         timeout=240,
         what="a new run after the switchover gave up",
     )
-    row = wait_task_state(share.share_id, "data_copying_completed", timeout=60)
+    row = wait_task_state(db_share(share.share_id), "data_copying_completed", timeout=60)
 
     assert row["status"] == "migrating" and row["host"] == POOL_A
     assert _files(share.path) == before, "the source must be intact"
@@ -118,6 +107,6 @@ def test_disk_full_in_the_final_sync_goes_back_to_waiting(small_pool: Path) -> N
 
     (small_pool / "other-tenant.bin").unlink()
     control.complete_migration(share.share_id)
-    row = wait_task_state(share.share_id, "migration_success", timeout=240)
+    row = wait_task_state(db_share(share.share_id), "migration_success", timeout=240)
     assert row["host"] == SMALL
     assert _files(dest) == before

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from kit.keystone import (
+
+from tests.kit.keystone import (
     BIN,
     SERVICE_PASSWORD,
     USERS,
@@ -26,7 +27,7 @@ from kit.keystone import (
     add_user,
     start_keystone,
 )
-from prefect_service import wait_for
+from tests.kit.waiting import wait_for
 
 
 def _free_port() -> int:

@@ -17,9 +17,10 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from kit.keystone import BIN, KeystoneShim
-from prefect_service import wait_for
-from test_readme_keystone import yaml_block
+
+from tests.kit.keystone import BIN, KeystoneShim
+from tests.kit.readme import yaml_block
+from tests.kit.waiting import wait_for
 
 POOL_A, POOL_B = "sharemig@localfs#pool-a", "sharemig@localfs#pool-b"
 PHASE1_DONE = ("migration_driver_phase1_done", "data_copying_completed")

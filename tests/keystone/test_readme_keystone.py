@@ -5,46 +5,15 @@ The `clouds.yaml` example is the one the openstack CLI test (test_keystone_auth)
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 
 import yaml
-from kit.keystone import BIN
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+from tests.kit.keystone import BIN
+from tests.kit.readme import settings_rows, yaml_block
+
 MIGRATION_RULES = [f"share:migration_{a}" for a in ("start", "complete", "cancel", "get_progress")]
-
-
-def keystone_section() -> str:
-    text = README.read_text()
-    start = text.index("## Running behind Keystone")
-    return text[start : text.index("\n## ", start + 1)]
-
-
-def yaml_block(starting_with: str) -> str:
-    """The ```yaml block of the Keystone section whose first line starts so."""
-    for block in re.findall(r"```yaml\n(.*?)```", keystone_section(), re.S):
-        if block.startswith(starting_with):
-            return str(block)
-    raise AssertionError(f"README's Keystone section has no yaml block starting {starting_with!r}")
-
-
-def settings_rows() -> list[tuple[str, str]]:
-    """(variable, default as written) for every variable the table names."""
-    rows = []
-    for line in keystone_section().splitlines():
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if len(cells) != 3 or not cells[0].startswith("`SHAREMIG_"):
-            continue
-        names = re.findall(r"`([A-Z_]+)`", cells[0])
-        defaults = [d.strip().strip("`") for d in cells[1].split(",")]
-        if len(defaults) == 1:
-            defaults *= len(names)
-        prefix = "_".join(names[0].split("_")[:2])  # `_PASSWORD` after SHAREMIG_KEYSTONE_…
-        full = [n if n.startswith("SHAREMIG_") else prefix + n for n in names]
-        rows += list(zip(full, defaults, strict=True))
-    return rows
 
 
 def test_the_settings_table_names_real_settings_and_their_defaults() -> None:

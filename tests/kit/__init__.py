@@ -1,1 +1,2 @@
-"""Shared test helpers, imported as plain modules (`from kit.dask_cluster import ...`)."""
+"""The test kit: helpers every layer imports as `tests.kit.<module>` (fixtures stay in conftest
+files). See tests/README.md for which module holds what."""

@@ -21,15 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.kit.processes import free_port
+
 DASK = str(Path(sys.executable).with_name("dask"))
 START_S = 180.0
 """A loaded 2-core machine takes tens of seconds to start a Dask process."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -145,3 +141,14 @@ def dask_cluster(base: Path, db_url: str) -> Iterator[DaskCluster]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def batches_by_worker(client: Any, since: float, names: dict[str, str]) -> dict[str, int]:
+    """Copy batches finished per worker (`names`: address to name), from the scheduler's task
+    stream since `since`."""
+    counts: dict[str, int] = {}
+    for task in client.get_task_stream(start=since):
+        if str(task["key"]).startswith("sharemig-batch") and task.get("status") == "OK":
+            name = names.get(task["worker"], task["worker"])
+            counts[name] = counts.get(name, 0) + 1
+    return counts

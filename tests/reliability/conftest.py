@@ -5,7 +5,6 @@ closing table (scenario | runs | outcomes | bytes lost) is printed from.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import defaultdict
 from collections.abc import Iterator
@@ -14,26 +13,23 @@ from typing import Any
 
 import pytest
 import yaml
-from pg_kit import PG_URL_ENV, fresh_pg_database
 
-LEDGER_ENV = "SHAREMIG_RELIABILITY_LEDGER"
-_ledger: list[dict[str, Any]] = []
-
-
-def record(scenario: str, outcome: str, lost: int) -> None:
-    """One run of a scenario: how it ended and how many bytes were lost (must be 0)."""
-    _ledger.append({"scenario": scenario, "outcome": outcome, "bytes_lost": lost})
-    path = os.environ.get(LEDGER_ENV)
-    if path:
-        with open(path, "a") as f:
-            f.write(json.dumps(_ledger[-1]) + "\n")
+from tests.kit.postgres import PG_URL_ENV, fresh_pg_database
+from tests.kit.reliability import (
+    LEDGER,
+    POOL_A,
+    POOL_B,
+    POOL_FAULTY_DST,
+    POOL_FAULTY_SRC,
+    POOL_TINY,
+)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not _ledger:
+    if not LEDGER:
         return
     rows: dict[str, dict[str, Any]] = defaultdict(lambda: {"runs": 0, "out": {}, "lost": 0})
-    for entry in _ledger:
+    for entry in LEDGER:
         row = rows[entry["scenario"]]
         row["runs"] += 1
         row["out"][entry["outcome"]] = row["out"].get(entry["outcome"], 0) + 1
@@ -71,21 +67,13 @@ def rel_db(request: pytest.FixtureRequest, sharemig_home: Path) -> Iterator[str]
             reset_settings()
 
 
-POOL_A = "rel@localfs#a"
-POOL_B = "rel@localfs#b"
-POOL_TINY = "rel@localfs#tiny"
-POOL_FAULTY_SRC = "rel@faulty#src"
-POOL_FAULTY_DST = "rel@faulty#dst"
-
-
 @pytest.fixture
 def pools(rel_db: str, tmp_path: Path) -> dict[str, Path]:
     """Two localfs pools, a 3 GiB one, and two fsspec pools behind `faulty://`."""
-    from faulty_fs import register, set_faults
-
     from storage.catalog import ensure_default_share_type
     from storage.db import session_scope
     from storage.inventory import parse_inventory, sync_inventory
+    from tests.kit.faulty_fs import register, set_faults
 
     register()
     set_faults()
@@ -112,8 +100,8 @@ def pools(rel_db: str, tmp_path: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The kill matrix's own Prefect server, worker and shim (tests/reliability/kill_stack.py)."""
-    from kill_stack import running_stack
+    """The kill matrix's own Prefect server, worker and shim (tests/kit/kill_stack.py)."""
+    from tests.kit.kill_stack import running_stack
 
     with running_stack(tmp_path_factory.mktemp("kill-stack")) as running:
         yield running
@@ -122,7 +110,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def idle_shim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real `sharemig api` (debug logging) with no Prefect behind it, on its own SQLite."""
-    from kill_stack import idle_shim
+    from tests.kit.kill_stack import idle_shim
 
     with idle_shim(tmp_path_factory.mktemp("idle-shim"), log_level="debug") as running:
         yield running

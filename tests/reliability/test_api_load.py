@@ -19,7 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
-from up_process import UpProcess, run_up
+
+from tests.kit.manila_api import start_body
+from tests.kit.up_process import UpProcess, run_up
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -109,16 +111,7 @@ def test_concurrent_starts_while_polling_stay_within_the_budget(tmp_path: Path) 
         refused: list[str] = []
 
         def start(share_id: str, dest: str, go: threading.Barrier) -> None:
-            body = {
-                "migration_start": {
-                    "host": dest,
-                    "preserve_metadata": False,
-                    "preserve_snapshots": False,
-                    "writable": False,
-                    "nondisruptive": False,
-                    "force_host_assisted_migration": True,
-                }
-            }
+            body = start_body(host=dest, force_host_assisted_migration=True)
             go.wait()
             for _ in range(START_TRIES):
                 resp = rec.call("start", "POST", f"/shares/{share_id}/action", json=body)

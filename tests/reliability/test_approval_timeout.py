@@ -11,10 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import record
-from kill_stack import POOL_A, Stack
-from reliability_kit import bytes_lost, content
-from test_kill_matrix import (
+
+from tests.kit.kill_scenarios import (
     approve_and_finish,
     check_end,
     current_run,
@@ -25,6 +23,8 @@ from test_kill_matrix import (
     wait_paused,
     wait_state,
 )
+from tests.kit.kill_stack import POOL_A, Stack
+from tests.kit.reliability import bytes_lost, content, record
 
 pytestmark = pytest.mark.slow
 

@@ -14,12 +14,12 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kill_stack import OTHER_PROJECT, PROJECT, Stack
 
 from api_shim.faults import fault_name
+from tests.kit.kill_stack import OTHER_PROJECT, PROJECT, Stack
+from tests.kit.reliability import record
 
 ROUTES: list[tuple[str, str]] = [
     ("GET", "/v2"),

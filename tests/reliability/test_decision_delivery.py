@@ -9,9 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from kill_stack import Stack
-from reliability_kit import content
-from test_kill_matrix import (
+
+from tests.kit.kill_scenarios import (
     FINISH,
     check_end,
     current_run,
@@ -22,6 +21,8 @@ from test_kill_matrix import (
     wait_paused,
     wait_state,
 )
+from tests.kit.kill_stack import Stack
+from tests.kit.reliability import content
 
 pytestmark = pytest.mark.slow
 

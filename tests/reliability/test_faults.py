@@ -9,15 +9,19 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import POOL_A, POOL_FAULTY_DST, POOL_FAULTY_SRC, record
-from faulty_fs import Fault, set_faults
-from reliability_kit import (
+
+from tests.kit.faulty_fs import Fault, set_faults
+from tests.kit.reliability import (
+    POOL_A,
+    POOL_FAULTY_DST,
+    POOL_FAULTY_SRC,
     bytes_lost,
     content,
     drive_host_migration,
     instance_dirs,
     make_tree,
     new_share,
+    record,
     start,
 )
 

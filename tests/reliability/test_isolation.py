@@ -13,8 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import record
-from kill_stack import OTHER_PROJECT, POOL_A, PROJECT, Stack
+
+from tests.kit.kill_stack import OTHER_PROJECT, POOL_A, PROJECT, Stack
+from tests.kit.reliability import record
 
 ACTIONS: list[tuple[str, object]] = [
     (

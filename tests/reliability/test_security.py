@@ -11,8 +11,16 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import POOL_A, POOL_B, record
-from reliability_kit import drive_host_migration, instance_dirs, new_share, start
+
+from tests.kit.reliability import (
+    POOL_A,
+    POOL_B,
+    drive_host_migration,
+    instance_dirs,
+    new_share,
+    record,
+    start,
+)
 
 HOSTILE = ["..", "../..", "/etc", "a/../../b", ".snapshots", "x\0y", "", "~root"]
 

@@ -21,7 +21,9 @@ from typing import Any
 
 import httpx
 import pytest
-from up_process import UpProcess, pids_of_home, run_up
+
+from tests.kit.manila_api import start_body
+from tests.kit.up_process import UpProcess, pids_of_home, run_up
 
 pytestmark = [pytest.mark.slow, pytest.mark.soak, pytest.mark.timeout(4 * 3600)]
 
@@ -131,16 +133,7 @@ def _sample(home: Path, ended: int) -> Sample:
 def _migrate(soak: Soak, share_id: str, dest: str) -> str:
     """One migration through the API, as an operator's script would: start (again after a
     503, as told by Retry-After), wait for phase 1, approve, wait for the end."""
-    start = {
-        "migration_start": {
-            "host": dest,
-            "preserve_metadata": False,
-            "preserve_snapshots": False,
-            "writable": False,
-            "nondisruptive": False,
-            "force_host_assisted_migration": True,
-        }
-    }
+    start = start_body(host=dest, force_host_assisted_migration=True)
     action = f"/shares/{share_id}/action"
     for _ in range(10):
         resp = soak.call("start", "POST", action, json=start)

@@ -20,9 +20,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import POOL_A, POOL_FAULTY_DST, POOL_FAULTY_SRC, record
-from faulty_fs import Fault, set_faults
-from reliability_kit import (
+
+from tests.kit.faulty_fs import Fault, set_faults
+from tests.kit.reliability import (
+    POOL_A,
+    POOL_FAULTY_DST,
+    POOL_FAULTY_SRC,
     Content,
     bytes_lost,
     content,
@@ -30,8 +33,10 @@ from reliability_kit import (
     instance_dirs,
     make_tree,
     new_share,
+    record,
     start,
 )
+from tests.kit.shares import add_localfs_pool
 
 BAD = "d2/f006.bin"
 DM_NAME = f"sharemig-eio-{os.getpid()}"
@@ -175,24 +180,11 @@ def test_eio_from_a_device_mapper_error_target(
     eio_mount: tuple[Path, Callable[[Path], None]],
 ) -> None:
     """The kernel's EIO: the file's blocks sit on a device-mapper `error` segment."""
-    from storage.db import session_scope
-    from storage.models import Pool
     from storage.source_freeze import frozen_under, lift_dir
 
     mnt, arm = eio_mount
     (mnt / "pool").mkdir()
-    with session_scope() as s:
-        s.add(
-            Pool(
-                name="rel@localfs#eio",
-                host="rel",
-                backend="localfs",
-                pool="eio",
-                driver="localfs",
-                url=(mnt / "pool").as_uri(),
-                capacity_gb=100,
-            )
-        )
+    add_localfs_pool("rel@localfs#eio", mnt / "pool")
     share_id, src = new_share("rel@localfs#eio")
     make_tree(src, files=12, size=16 * 1024)
     arm(src / BAD)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import POOL_A, POOL_B
-from reliability_kit import instance_dirs, new_share, start
+
+from tests.kit.reliability import POOL_A, POOL_B, instance_dirs, new_share, start
 
 
 def _phase1(migration_id: str) -> None:

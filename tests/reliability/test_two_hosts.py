@@ -23,19 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kill_stack import (
+
+from tests.kit.kill_stack import (
     POOL_A,
     POOL_B,
     PREFECT,
     Stack,
-    _fresh_prefect_pg,
-    _prepare_home,
     descendants,
+    fresh_prefect_pg,
     kill9,
+    prepared_stack,
 )
-from pg_kit import PG_URL_ENV, fresh_pg_database
-from prefect_service import wait_for
-from reliability_kit import content, make_tree, new_share
+from tests.kit.postgres import PG_URL_ENV, fresh_pg_database
+from tests.kit.reliability import content, make_tree, new_share
+from tests.kit.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.scale, pytest.mark.timeout(1800)]
 
@@ -76,30 +77,21 @@ def two_hosts(tmp_path: Path) -> Iterator[Stack]:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.deploy import apply_deployments
-    from storage.settings import reset_settings
 
     if not os.environ.get(PG_URL_ENV):
         pytest.skip(f"{PG_URL_ENV} is not set (.ci/postgres starts a server)")
     if os.geteuid() != 0:
         pytest.skip("needs root to mount a tmpfs for pool B (a second filesystem)")
-    with fresh_pg_database() as pg_url, _fresh_prefect_pg() as prefect_pg:
-        stack = Stack(tmp_path, pg_url, prefect_pg)
-        stack.home.mkdir(parents=True)
-        mp = pytest.MonkeyPatch()
-        try:
-            mp.setenv("SHAREMIG_HOME", str(stack.home))
-            mp.setenv("SHAREMIG_DATABASE_URL", stack.db_url)
-            reset_settings()
-            _prepare_home(stack)
-            with _tmpfs(stack.pool_dir(POOL_B)):
-                stack.start_server()
-                with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
-                    apply_deployments(work_pool=WORK_POOL)
-                    yield stack
-        finally:
-            stack.stop()
-            mp.undo()
-            reset_settings()
+    with (
+        fresh_pg_database() as pg_url,
+        fresh_prefect_pg() as prefect_pg,
+        prepared_stack(Stack(tmp_path, pg_url, prefect_pg)) as stack,
+        _tmpfs(stack.pool_dir(POOL_B)),
+    ):
+        stack.start_server()
+        with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
+            apply_deployments(work_pool=WORK_POOL)
+            yield stack
 
 
 def _host_home(stack: Stack, name: str) -> Path:

@@ -20,16 +20,24 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import record
-from reliability_kit import bytes_lost, content, instance_dirs, make_tree, new_share, start
+
+from tests.kit.paths import REPO
+from tests.kit.reliability import (
+    bytes_lost,
+    content,
+    instance_dirs,
+    make_tree,
+    new_share,
+    record,
+    start,
+)
 
 NOBODY = 65534
 SRC_POOL, DST_POOL = "rel@localfs#a", "rel@localfs#b"
-TESTS = Path(__file__).resolve().parents[1]
 CHILD = """
 import sys
-sys.path[:0] = [sys.argv[2], sys.argv[3]]
-from reliability_kit import drive_host_migration
+sys.path[:0] = [sys.argv[2]]
+from tests.kit.reliability import drive_host_migration
 print(drive_host_migration(sys.argv[1]))
 """
 
@@ -91,8 +99,7 @@ def _as_nobody(root: Path, migration_id: str) -> str:
             "-c",
             CHILD,
             migration_id,
-            str(TESTS / "reliability"),
-            str(TESTS),
+            str(REPO),
         ],
         capture_output=True,
         text=True,

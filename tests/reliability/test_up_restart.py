@@ -17,12 +17,14 @@ from typing import Any
 
 import httpx
 import pytest
-from reliability_kit import make_tree, treecmp
-from up_process import UpProcess, free_port, pids_of_home, run_up
 
 from cli.supervisor import pids_with_env
 from cli.up_runfile import read_run
 from cli.up_stack import MARKER_ENV
+from tests.kit.bench_kit import treecmp
+from tests.kit.processes import children_of, free_port
+from tests.kit.reliability import make_tree
+from tests.kit.up_process import UpProcess, pids_of_home, run_up
 
 pytestmark = pytest.mark.slow
 
@@ -111,19 +113,6 @@ def _listener(port: int) -> int:
     raise AssertionError(f"nothing listens on port {port}")
 
 
-def _direct_children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def test_up_killed_mid_copy_restarts_stops_its_orphans_and_the_migration_succeeds(
     tmp_path: Path,
 ) -> None:
@@ -155,7 +144,7 @@ def test_up_killed_mid_copy_restarts_stops_its_orphans_and_the_migration_succeed
             )
 
         _until(mid_copy, 120, "the copy to be under way", interval=0.1)
-        children = _direct_children(first.proc.pid)
+        children = children_of(first.proc.pid)
         marker = read_run(home)
         assert marker is not None and marker.pid == first.proc.pid
         # One child that will not act on a SIGTERM (hung, stopped, slow): the API shim, which

@@ -70,7 +70,7 @@ def test_one_owner_at_a_time_until_the_lease_expires(migration_id: str, db_url: 
 def test_a_held_lease_is_renewed_while_the_block_runs_and_released_after(
     migration_id: str, db_url: str
 ) -> None:
-    from prefect_service import wait_for
+    from tests.kit.waiting import wait_for
 
     with lease.held(migration_id, "run-1", db_url=db_url) as held:
         first = _row(db_url, migration_id).lease_expires_at
@@ -90,7 +90,7 @@ def test_a_held_lease_is_renewed_while_the_block_runs_and_released_after(
 def test_a_run_whose_lease_was_taken_over_finds_out_and_stops(
     migration_id: str, db_url: str
 ) -> None:
-    from prefect_service import wait_for
+    from tests.kit.waiting import wait_for
 
     with lease.held(migration_id, "run-1", db_url=db_url) as held:
         _expire(db_url, migration_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,10 +17,7 @@ from storage.models import ManifestEntry, Migration, Share, ShareInstance
 from storage.models.base import utcnow
 from storage.mover import run_copy
 from storage.rollback import admit_rollback, seed_manifest
-
-BENCH_KIT = Path(
-    os.environ.get("SHAREMIG_BENCH_KIT", Path(__file__).resolve().parents[3] / "shared" / "bench")
-)
+from tests.kit.bench_kit import treecmp
 
 
 def _tree(root: Path) -> None:
@@ -33,9 +29,6 @@ def _tree(root: Path) -> None:
 
 
 def test_seeded_rollback_copies_only_changes(tmp_path: Path, db_url: str) -> None:
-    treecmp = BENCH_KIT / "treecmp.py"
-    if not treecmp.is_file():
-        pytest.skip(f"{treecmp} not found (set SHAREMIG_BENCH_KIT to the bench kit directory)")
     old, new = tmp_path / "old", tmp_path / "new"
     old.mkdir()
     _tree(old)
@@ -53,9 +46,7 @@ def test_seeded_rollback_copies_only_changes(tmp_path: Path, db_url: str) -> Non
     # change), of 32 files; the deleted one is removed.
     assert (summary.files_copied, summary.bytes_copied) == (3, 7 + 6 + 1005), summary
     assert summary.removed == 1
-    cmp = subprocess.run(
-        [sys.executable, str(treecmp), str(new), str(old)], capture_output=True, text=True
-    )
+    cmp = treecmp(new, old)
     assert cmp.returncode == 0, cmp.stdout + cmp.stderr
 
 

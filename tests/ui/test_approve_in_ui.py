@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
-from up_process import UpProcess, run_up
+
+from tests.kit.up_process import UpProcess, run_up
 
 pytestmark = pytest.mark.browser
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from btrfs_kit import mount_btrfs, remove_btrfs_pool
-from drivers_kit import PoolPair, kit_script, make_pool
+
+from tests.kit.bench_kit import gen_tree
+from tests.kit.btrfs import mount_btrfs, remove_btrfs_pool, two_btrfs_mounts
+from tests.kit.drivers import PoolPair, make_pool
 
 
 def _mount_tmpfs() -> tuple[Path | None, str]:
@@ -60,20 +61,8 @@ def other_fs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def btrfs_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """Two separate loop-mounted btrfs filesystems with quotas enabled."""
-    base = tmp_path_factory.mktemp("btrfs")
-    mounted: list[Path] = []
-    try:
-        for name in ("a", "b"):
-            why = mount_btrfs(base / f"{name}.img", base / name)
-            if why:
-                pytest.skip(f"no btrfs test filesystems: {why}")
-            mounted.append(base / name)
-        yield mounted[0], mounted[1]
-    finally:
-        for where in mounted:
-            subprocess.run(["umount", str(where)], capture_output=True, check=False)
-        for image in base.glob("*.img"):
-            image.unlink()
+    with two_btrfs_mounts(tmp_path_factory.mktemp("btrfs")) as mounts:
+        yield mounts
 
 
 @pytest.fixture(scope="session")
@@ -131,9 +120,5 @@ def pools(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PoolPair]:
 def awkward_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """gen_dataset's `small` preset (awkward names, links, xattrs, sparse files, a FIFO)."""
     target = tmp_path_factory.mktemp("dataset") / "small"
-    subprocess.run(
-        [sys.executable, str(kit_script("gen_dataset.py")), str(target), "--preset", "small"],
-        check=True,
-        capture_output=True,
-    )
+    gen_tree(target)
     return target

@@ -17,14 +17,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
-from btrfs_kit import remove_btrfs_pool
-from drivers_kit import btrfs_pool, clone_tree, treecmp
-from prefect_service import wait_for
 
 from storage.drivers.base import MigrationRef, PoolRef
 from storage.drivers.btrfs import BtrfsDriver
 from storage.drivers.registry import get_driver
 from storage.errors import CancelledError, PermanentError
+from tests.kit.bench_kit import tree_diff
+from tests.kit.btrfs import remove_btrfs_pool
+from tests.kit.drivers import btrfs_pool, clone_tree
+from tests.kit.waiting import wait_for
 
 SRC, DST = "share-src", "share-dst"
 SNAPS = ("snap-1", "snap-2", "snap-3")
@@ -152,10 +153,10 @@ def test_migration_across_filesystems_keeps_snapshots_and_shared_extents(
     assert not errors
     assert (src_data / "docs" / "log.txt").stat().st_size > 0
     # The frozen source (read-only since the freeze) is what the destination holds.
-    assert treecmp(src_data, pair.dst_root / DST) == ""
+    assert tree_diff(src_data, pair.dst_root / DST, owner=True) == ""
     assert pair.dest.list_snapshots(DST) == list(SNAPS)
     for sid, clone in zip(SNAPS, clones, strict=True):
-        assert treecmp(clone, pair.dst_root / ".snapshots" / DST / sid) == "", sid
+        assert tree_diff(clone, pair.dst_root / ".snapshots" / DST / sid, owner=True) == "", sid
     # Four trees of ~48 MiB, stored about once: the snapshots share their extents.
     total, exclusive, shared = _du(pair.dst_root)
     assert total >= 4 * 48 * MiB
@@ -202,7 +203,7 @@ def _assert_nothing_received(pair: Pair) -> None:
 def _assert_source_intact_and_writable(pair: Pair, clones: list[Path]) -> None:
     assert pair.source.list_snapshots(SRC) == list(SNAPS)
     for sid, clone in zip(SNAPS, clones, strict=True):
-        assert treecmp(clone, pair.src_root / ".snapshots" / SRC / sid) == "", sid
+        assert tree_diff(clone, pair.src_root / ".snapshots" / SRC / sid, owner=True) == "", sid
     (pair.src_root / SRC / "after-cancel.txt").write_text("still writable\n")
     assert not list((pair.src_root / ".migrations").rglob("*"))
 
@@ -268,7 +269,7 @@ def test_killed_receiver_fails_naming_the_step_and_a_rerun_resumes(
     assert pair.source.migration_continue(ref) is True
     pair.source.migration_complete(ref)
     for sid, clone in zip(SNAPS, clones, strict=True):
-        assert treecmp(clone, pair.dst_root / ".snapshots" / DST / sid) == "", sid
+        assert tree_diff(clone, pair.dst_root / ".snapshots" / DST / sid, owner=True) == "", sid
 
 
 def test_killed_receiver_then_cancel_leaves_the_source_writable(pair: Pair, tmp_path: Path) -> None:
@@ -305,7 +306,7 @@ def test_same_filesystem_move_keeps_snapshots(pair: Pair, tmp_path: Path) -> Non
     assert (moved / "volume.bin").stat().st_ino == inode
     assert other.list_snapshots(DST) == list(SNAPS)
     for sid, clone in zip(SNAPS, clones, strict=True):
-        assert treecmp(clone, other.root / ".snapshots" / DST / sid) == "", sid
+        assert tree_diff(clone, other.root / ".snapshots" / DST / sid, owner=True) == "", sid
     assert pair.source.list_snapshots(SRC) == []
 
 
@@ -389,4 +390,4 @@ def test_kill_9_mid_send_then_a_rerun_resumes_and_never_lists_a_half_snapshot(
     pair.source.migration_complete(ref)
     assert pair.dest.list_snapshots(DST) == list(SNAPS)
     for sid, clone in zip(SNAPS, clones, strict=True):
-        assert treecmp(clone, snaps_dir / sid) == "", sid
+        assert tree_diff(clone, snaps_dir / sid, owner=True) == "", sid

@@ -95,10 +95,9 @@ def test_reclaim_leaves_no_stale_qgroup_of_a_deleted_share(
     `qgroup show` would list one per share ever migrated or deleted."""
     import time
 
-    from drivers_kit import btrfs_pool
-
     from storage.drivers import btrfs_cli
     from storage.drivers.registry import get_driver
+    from tests.kit.drivers import btrfs_pool
 
     drv = get_driver(btrfs_pool("q", btrfs_mounts[0] / tmp_path.name / "pool"))
     drv.create_instance("share-q", size_gib=1)
@@ -123,9 +122,8 @@ def test_a_revert_cut_between_its_renames_is_finished_by_the_retry(
     snapshot's copy still at `.reverting`. The share must not be missing for the retry."""
     import os
 
-    from drivers_kit import btrfs_pool
-
     from storage.drivers.registry import get_driver
+    from tests.kit.drivers import btrfs_pool
 
     drv = get_driver(btrfs_pool("r", btrfs_mounts[0] / tmp_path.name / "pool"))
     drv.create_instance("share-r", size_gib=1)

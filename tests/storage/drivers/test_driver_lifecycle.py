@@ -8,12 +8,12 @@ from pathlib import Path
 
 import fsspec
 import pytest
-from btrfs_kit import remove_btrfs_pool
-from drivers_kit import btrfs_pool, localfs_pool, make_pool
 
 from storage.drivers.base import PoolRef, ShareDriver
 from storage.drivers.registry import DRIVERS, driver_class, get_driver
 from storage.errors import InvalidInputError, InvalidStateError, NotFoundError
+from tests.kit.btrfs import remove_btrfs_pool
+from tests.kit.drivers import btrfs_pool, localfs_pool, make_pool
 
 
 @pytest.fixture(params=["localfs", "btrfs", "fsspec-file", "fsspec-memory"])

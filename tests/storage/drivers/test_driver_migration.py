@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
-from drivers_kit import PoolPair, clone_tree, treecmp
 from sqlalchemy import func, select
 
 from storage.db import session_scope
@@ -25,6 +24,8 @@ from storage.drivers.localfs_migration import job_id
 from storage.drivers.registry import get_driver
 from storage.errors import CancelledError, InvalidStateError, NotFoundError
 from storage.models import CopyJob
+from tests.kit.bench_kit import tree_diff
+from tests.kit.drivers import PoolPair, clone_tree
 
 SRC, DST, SNAP = "share-src", "share-dst", "snap-1"
 
@@ -113,13 +114,13 @@ def test_full_migration_carries_data_and_snapshots(mig: Migrating) -> None:
     assert mig.source.migration_get_progress(mig.ref)["total_progress"] == 100
     mig.source.migration_complete(mig.ref)
     mig.source.migration_complete(mig.ref)  # idempotent after a crash
-    assert treecmp(mig.reference, mig.dst_dir) == ""
-    assert treecmp(mig.reference_snap, mig.snap_dir(mig.pools.dest_root, DST)) == ""
+    assert tree_diff(mig.reference, mig.dst_dir, owner=True) == ""
+    assert tree_diff(mig.reference_snap, mig.snap_dir(mig.pools.dest_root, DST), owner=True) == ""
     assert mig.dest.list_snapshots(DST) == [SNAP]
     # The caller then deletes the source instance; the destination is unaffected.
     mig.source.delete_instance(SRC)
     assert not mig.src_dir.exists() and not mig.journal_dir.exists()
-    assert treecmp(mig.reference, mig.dst_dir) == ""
+    assert tree_diff(mig.reference, mig.dst_dir, owner=True) == ""
 
 
 def test_same_filesystem_switchover_moves_no_bytes(mig: Migrating) -> None:
@@ -142,8 +143,8 @@ def test_cancel_after_phase1_leaves_the_source_as_it_was(mig: Migrating, db_url:
     mig.source.migration_continue(mig.ref)
     mig.source.migration_cancel(mig.ref)
     mig.source.migration_cancel(mig.ref)  # idempotent
-    assert treecmp(mig.reference, mig.src_dir) == ""
-    assert treecmp(mig.reference_snap, mig.snap_dir(mig.pools.source_root, SRC)) == ""
+    assert tree_diff(mig.reference, mig.src_dir, owner=True) == ""
+    assert tree_diff(mig.reference_snap, mig.snap_dir(mig.pools.source_root, SRC), owner=True) == ""
     # The destination instance (created by the caller) is back to empty; nothing else is left.
     assert list(mig.dst_dir.iterdir()) == []
     assert not (mig.pools.dest_root / ".snapshots" / DST).exists()
@@ -156,7 +157,7 @@ def test_cancel_after_phase1_leaves_the_source_as_it_was(mig: Migrating, db_url:
 
 def test_cancel_before_start_is_a_no_op(mig: Migrating) -> None:
     mig.source.migration_cancel(mig.ref)
-    assert treecmp(mig.reference, mig.src_dir) == ""
+    assert tree_diff(mig.reference, mig.src_dir, owner=True) == ""
 
 
 def test_cancel_after_a_failed_switchover_restores_the_source(mig: Migrating) -> None:
@@ -171,8 +172,8 @@ def test_cancel_after_a_failed_switchover_restores_the_source(mig: Migrating) ->
     with pytest.raises(InvalidStateError, match="not empty"):
         mig.source.migration_complete(mig.ref)
     mig.source.migration_cancel(mig.ref)
-    assert treecmp(mig.reference, mig.src_dir) == ""
-    assert treecmp(mig.reference_snap, mig.snap_dir(mig.pools.source_root, SRC)) == ""
+    assert tree_diff(mig.reference, mig.src_dir, owner=True) == ""
+    assert tree_diff(mig.reference_snap, mig.snap_dir(mig.pools.source_root, SRC), owner=True) == ""
     assert (squatter / "f").read_bytes() == b"x"
 
 
@@ -264,7 +265,7 @@ def test_stop_request_interrupts_phase1_and_a_rerun_resumes(mig: Migrating) -> N
     assert mig.source.migration_get_progress(mig.ref)["total_progress"] < 100
     assert mig.source.migration_continue(mig.ref) is True
     mig.source.migration_complete(mig.ref)
-    assert treecmp(mig.reference, mig.dst_dir) == ""
+    assert tree_diff(mig.reference, mig.dst_dir, owner=True) == ""
 
 
 def _write_while(stop: threading.Event, root: Path, errors: list[BaseException]) -> None:
@@ -303,8 +304,8 @@ def test_source_written_during_phase1_equals_destination_at_freeze(mig: Migratin
     frozen = mig.reference.parent / "frozen"
     clone_tree(mig.src_dir, frozen)
     mig.source.migration_complete(mig.ref)
-    assert treecmp(frozen, mig.dst_dir) == ""
-    assert treecmp(mig.reference_snap, mig.snap_dir(mig.pools.dest_root, DST)) == ""
+    assert tree_diff(frozen, mig.dst_dir, owner=True) == ""
+    assert tree_diff(mig.reference_snap, mig.snap_dir(mig.pools.dest_root, DST), owner=True) == ""
     assert (mig.dst_dir / "busy").is_dir()
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mover_kit import Place, make_place
 
 from storage.mover import run_copy
 from storage.mover.results import Progress
+from tests.kit.mover import Place, make_place
 
 PAIRS = [
     ("file", "file"),

@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kit.bench_kit import gen_tree, treecmp
-from kit.dask_cluster import DaskCluster, dask_cluster, free_port
 
 from storage.db import upgrade
 from storage.errors import CancelledError
@@ -28,6 +26,9 @@ from storage.mover import job_progress, run_copy
 from storage.mover.dask_executor import DaskUnreachableError
 from storage.mover.results import Progress
 from storage.settings import reset_settings
+from tests.kit.bench_kit import gen_tree, treecmp
+from tests.kit.dask_cluster import DaskCluster, batches_by_worker, dask_cluster
+from tests.kit.processes import free_port
 
 BATCH_FILES = 200
 """The `small` tree (~2,100 files) makes about a dozen batches."""
@@ -64,12 +65,7 @@ def on_cluster(cluster: DaskCluster, monkeypatch: pytest.MonkeyPatch) -> Iterato
 def _batch_workers(client: Any, since: float) -> dict[str, int]:
     """Batches finished per worker name, from the scheduler's task stream."""
     names = {addr: str(w["name"]) for addr, w in client.scheduler_info(-1)["workers"].items()}
-    counts: dict[str, int] = {}
-    for task in client.get_task_stream(start=since):
-        if str(task["key"]).startswith("sharemig-batch") and task.get("status") == "OK":
-            name = names.get(task["worker"], task["worker"])
-            counts[name] = counts.get(name, 0) + 1
-    return counts
+    return batches_by_worker(client, since, names)
 
 
 @pytest.mark.slow

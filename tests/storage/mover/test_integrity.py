@@ -6,11 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
-from mover_kit import make_place
 
 from storage.errors import CancelledError, DataIntegrityError
 from storage.mover import batch as batch_mod
 from storage.mover import copy_batch, job_progress, pending_batches, plan_copy, run_copy
+from tests.kit.mover import make_place
 
 
 def _flip_first_byte(fs_kind: str, place_fs: object, path: bytes) -> None:

@@ -5,40 +5,20 @@ from __future__ import annotations
 import os
 import socket
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from mover_kit import KIT
 
 from storage.mover import run_copy
+from tests.kit.bench_kit import gen_tree, treecmp
 
 AS_ROOT = os.geteuid() == 0
-
-
-def treecmp(src: Path, dst: Path) -> subprocess.CompletedProcess[str]:
-    script = KIT / "treecmp.py"
-    if not script.is_file():
-        pytest.skip(f"{script} not found (set SHAREMIG_BENCH_KIT to the bench kit directory)")
-    args = [sys.executable, str(script), str(src), str(dst)]
-    if AS_ROOT:
-        args.append("--owner")
-    return subprocess.run(args, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
 def small_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("gen") / "small"
-    script = KIT / "gen_dataset.py"
-    if not script.is_file():
-        pytest.skip(f"{script} not found (set SHAREMIG_BENCH_KIT to the bench kit directory)")
-    subprocess.run(
-        [sys.executable, str(script), str(root), "--preset", "small"],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    gen_tree(root)
     return root
 
 
@@ -47,7 +27,7 @@ def test_small_awkward_tree_is_identical(small_tree: Path, tmp_path: Path, db_ur
     summary = run_copy(str(small_tree), str(dst), db_url=db_url, workers=2)
     assert summary.complete, summary.failed
     assert summary.files_verified == summary.files > 2000
-    cmp = treecmp(small_tree, dst)
+    cmp = treecmp(small_tree, dst, owner=AS_ROOT)
     assert cmp.returncode == 0, cmp.stdout[-3000:]
 
 
@@ -80,5 +60,5 @@ def test_names_that_are_not_utf8_or_hold_newlines(tmp_path: Path, db_url: str) -
     os.symlink(b"\xff-dangling\ntarget", os.path.join(src, b"link\xff"))
     dst = tmp_path / "dst"
     assert run_copy(os.fsdecode(src), str(dst), db_url=db_url).complete
-    cmp = treecmp(Path(os.fsdecode(src)), dst)
+    cmp = treecmp(Path(os.fsdecode(src)), dst, owner=AS_ROOT)
     assert cmp.returncode == 0, cmp.stdout

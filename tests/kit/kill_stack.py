@@ -1,7 +1,7 @@
 """A sharemig stack the kill matrix may break: its own Prefect server, worker and API shim.
 
-The session's server and worker (tests/prefect_service.py) are shared by other suites, so
-killing them would break those; this stack has its own port, PREFECT_HOME, sharemig data dir
+The session's server and worker (fixtures in tests/conftest.py) are shared by other suites,
+so killing them would break those; this stack has its own port, PREFECT_HOME, sharemig data dir
 and work pool, and each part can be killed with SIGKILL and started again on the same port.
 Under .ci/run's PostgreSQL step both databases are fresh PostgreSQL databases.
 """
@@ -22,9 +22,11 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from prefect_service import PREFECT, wait_for
 
 from cli.supervisor import pids_with_env
+from tests.kit.prefect_service import PREFECT
+from tests.kit.processes import children_of, free_port
+from tests.kit.waiting import wait_for
 
 SHAREMIG = str(Path(sys.executable).with_name("sharemig"))
 WORK_POOL = "sharemig-kill"
@@ -45,14 +47,6 @@ WALK_LIMIT = 100
 LEASE_TTL_S = 3
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def processes_with_env(marker: str) -> list[int]:
     """Live processes whose environment holds `marker` (`NAME=value`)."""
     key, _, value = marker.partition("=")
@@ -61,19 +55,11 @@ def processes_with_env(marker: str) -> list[int]:
 
 def descendants(pid: int) -> list[int]:
     """`pid` and every live process below it."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
     found, todo = [], [pid]
     while todo:
         current = todo.pop()
         found.append(current)
-        todo.extend(children.get(current, []))
+        todo.extend(children_of(current))
     return found
 
 
@@ -90,7 +76,7 @@ def _reap(proc: subprocess.Popen[bytes] | None) -> None:
 
 
 @contextlib.contextmanager
-def _fresh_prefect_pg() -> Iterator[str | None]:
+def fresh_prefect_pg() -> Iterator[str | None]:
     """A new PostgreSQL database for Prefect when the PostgreSQL step asks for one."""
     base = os.environ.get("PREFECT_API_DATABASE_CONNECTION_URL")
     if not base or not os.environ.get("SHAREMIG_TEST_PG_URL"):
@@ -332,6 +318,30 @@ def _prepare_home(stack: Stack) -> None:
 
 
 @contextlib.contextmanager
+def prepared_stack(stack: Stack, **env: str) -> Iterator[Stack]:
+    """The stack's data dir prepared and this process's sharemig settings pointed at it (plus
+    `env`); on the way out every process of the stack is stopped and the settings restored."""
+    from storage.settings import reset_settings
+
+    stack.home.mkdir(parents=True)
+    mp = pytest.MonkeyPatch()
+    try:
+        for key, value in {
+            "SHAREMIG_HOME": str(stack.home),
+            "SHAREMIG_DATABASE_URL": stack.db_url,
+            **env,
+        }.items():
+            mp.setenv(key, value)
+        reset_settings()
+        _prepare_home(stack)
+        yield stack
+    finally:
+        stack.stop()
+        mp.undo()
+        reset_settings()
+
+
+@contextlib.contextmanager
 def running_stack(root: Path) -> Iterator[Stack]:
     """Server, deployments (on the stack's own work pool), worker and shim, all running.
 
@@ -340,51 +350,27 @@ def running_stack(root: Path) -> Iterator[Stack]:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.deploy import apply_deployments
-    from storage.settings import reset_settings
 
     sharemig_pg = contextlib.nullcontext(None)
     if os.environ.get("SHAREMIG_TEST_SERVICE_DB_URL"):
-        from pg_kit import fresh_pg_database
+        from tests.kit.postgres import fresh_pg_database
 
         sharemig_pg = fresh_pg_database()  # type: ignore[assignment]
-    with sharemig_pg as pg_url, _fresh_prefect_pg() as prefect_pg:
-        (root / "home").mkdir(parents=True)
+    with sharemig_pg as pg_url, fresh_prefect_pg() as prefect_pg:
         stack = Stack(root, pg_url or f"sqlite:///{root / 'home' / 'sharemig.db'}", prefect_pg)
-        mp = pytest.MonkeyPatch()
-        try:
-            mp.setenv("SHAREMIG_HOME", str(stack.home))
-            mp.setenv("SHAREMIG_DATABASE_URL", stack.db_url)
-            mp.setenv("SHAREMIG_LEASE_TTL_S", str(LEASE_TTL_S))
-            reset_settings()
-            _prepare_home(stack)
+        with prepared_stack(stack, SHAREMIG_LEASE_TTL_S=str(LEASE_TTL_S)):
             stack.start_server()
             with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):
                 apply_deployments(work_pool=WORK_POOL)
                 stack.start_worker()
                 stack.start_shim()
                 yield stack
-        finally:
-            stack.stop()
-            mp.undo()
-            reset_settings()
 
 
 @contextlib.contextmanager
 def idle_shim(root: Path, log_level: str = "info") -> Iterator[Stack]:
     """Only the shim, on SQLite, with nothing at its PREFECT_API_URL (a valid start is a 503)."""
-    from storage.settings import reset_settings
-
-    (root / "home").mkdir(parents=True)
     stack = Stack(root, f"sqlite:///{root / 'home' / 'sharemig.db'}", None)
-    mp = pytest.MonkeyPatch()
-    try:
-        mp.setenv("SHAREMIG_HOME", str(stack.home))
-        mp.setenv("SHAREMIG_DATABASE_URL", stack.db_url)
-        reset_settings()
-        _prepare_home(stack)
+    with prepared_stack(stack):
         stack.start_shim(log_level)
         yield stack
-    finally:
-        stack.stop()
-        mp.undo()
-        reset_settings()

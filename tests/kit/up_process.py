@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.supervisor import pids_with_env
+from tests.kit.processes import free_port
 
 SHAREMIG = str(Path(sys.executable).with_name("sharemig"))
 UP_START_S = 240.0
@@ -27,13 +27,6 @@ UP_START_S = 240.0
 # trees the tests use) are walked at full speed; a test that needs a run to be still running
 # when it acts walks a few thousand more entries, which then take seconds on any machine.
 WALK_LIMIT = 1000
-
-
-def free_port() -> int:
-    # tests/conftest.py has the same helper, but `conftest` is a different module per directory.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def user_env(home: Path) -> dict[str, str]:

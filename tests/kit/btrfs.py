@@ -6,7 +6,10 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 BTRFS_IMAGE_SIZE = "3G"
 """Sparse images; the quota tests write a little over 1 GiB (the smallest share) into one."""
@@ -30,6 +33,25 @@ def mount_btrfs(image: Path, where: Path, *, quotas: bool = True) -> str:
         if proc.returncode != 0:
             return f"`{' '.join(cmd)}` failed: {proc.stderr.strip() or proc.returncode}"
     return ""
+
+
+@contextmanager
+def two_btrfs_mounts(base: Path) -> Iterator[tuple[Path, Path]]:
+    """Two separate loop-mounted btrfs filesystems (quotas on) under `base`; skips the test
+    where they cannot be made. Unmounted, and their images removed, afterwards."""
+    mounted: list[Path] = []
+    try:
+        for name in ("a", "b"):
+            why = mount_btrfs(base / f"{name}.img", base / name)
+            if why:
+                pytest.skip(f"no btrfs test filesystems: {why}")
+            mounted.append(base / name)
+        yield mounted[0], mounted[1]
+    finally:
+        for where in mounted:
+            subprocess.run(["umount", str(where)], capture_output=True, check=False)
+        for image in base.glob("*.img"):
+            image.unlink()
 
 
 def _subvolumes(root: Path) -> Iterator[Path]:

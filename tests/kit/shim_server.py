@@ -7,8 +7,6 @@ only a long migration would reach otherwise.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,19 +16,13 @@ from pathlib import Path
 
 import httpx
 import yaml
-from prefect_service import wait_for
+
+from tests.kit.processes import free_port, stop_group
+from tests.kit.waiting import wait_for
 
 PROJECT = "demo"
 SHAREMIG = str(Path(sys.executable).with_name("sharemig"))
 OTHER_PROJECT = "other"
-
-
-def free_port() -> int:
-    # tests/conftest.py has the same helper, but `conftest` names a different module per
-    # directory, so it cannot be imported from here.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_inventory(home: Path) -> None:
@@ -69,6 +61,18 @@ class ShimServer:
     @property
     def db_url(self) -> str:
         return f"sqlite:///{self.home / 'sharemig.db'}"
+
+    def metrics(self) -> dict[str, float]:
+        """GET /metrics, flattened to {'name{label=value,...}': value}."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        flat: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                flat[f"{sample.name}{{{labels}}}"] = sample.value
+        return flat
 
     def endpoint(self, project: str = PROJECT) -> str:
         return f"{self.url}/v2/{project}"
@@ -131,10 +135,4 @@ def run_shim(home: Path, env: dict[str, str] | None = None) -> Iterator[ShimServ
         wait_for(up, timeout=60, interval=0.2, what="the API shim to answer GET /")
         yield server
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_group(proc, timeout=20)

@@ -1,20 +1,38 @@
-"""Helpers for the reliability suites: small trees, content digests, a fresh PostgreSQL DB,
-and a migration driven step by step through `storage` exactly as the flow composes them.
+"""Helpers for the reliability suites: their pools, the scenario ledger, small trees, content
+digests, and a migration driven step by step through `storage` exactly as the flow composes them.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
-import pytest
 import xxhash
 
-BENCH_KIT = Path(
-    os.environ.get("SHAREMIG_BENCH_KIT", Path(__file__).resolve().parents[3] / "shared" / "bench")
-)
+from tests.kit import shares
+from tests.kit.manila_api import NOTHING_PRESERVED
+from tests.kit.shares import local_path
+
+POOL_A = "rel@localfs#a"
+POOL_B = "rel@localfs#b"
+POOL_TINY = "rel@localfs#tiny"
+POOL_FAULTY_SRC = "rel@faulty#src"
+POOL_FAULTY_DST = "rel@faulty#dst"
+
+
+LEDGER_ENV = "SHAREMIG_RELIABILITY_LEDGER"
+LEDGER: list[dict[str, Any]] = []
+
+
+def record(scenario: str, outcome: str, lost: int) -> None:
+    """One run of a scenario: how it ended and how many bytes were lost (must be 0)."""
+    LEDGER.append({"scenario": scenario, "outcome": outcome, "bytes_lost": lost})
+    path = os.environ.get(LEDGER_ENV)
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(LEDGER[-1]) + "\n")
 
 
 Content = dict[str, tuple[str, int]]
@@ -50,46 +68,10 @@ def bytes_lost(expected: Content, *roots: Path) -> int:
     return sum(size for rel, (digest, size) in expected.items() if (rel, digest) not in present)
 
 
-def gen_tree(target: Path, preset: str = "small") -> None:
-    script = BENCH_KIT / "gen_dataset.py"
-    if not script.is_file():
-        pytest.skip(f"{script} not found (set SHAREMIG_BENCH_KIT to the bench kit directory)")
-    subprocess.run(
-        [sys.executable, str(script), str(target), "--preset", preset],
-        check=True,
-        capture_output=True,
-    )
-
-
-def treecmp(a: Path, b: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(BENCH_KIT / "treecmp.py"), str(a), str(b)],
-        capture_output=True,
-        text=True,
-    )
-
-
 def new_share(pool: str, size: int = 1) -> tuple[str, Path]:
-    """A share on `pool` (default type, no snapshots needed); returns (id, its data dir)."""
-    from storage.catalog import create_share_type, get_share_type
-    from storage.db import session_scope
-    from storage.errors import NotFoundError
-    from storage.pools import driver_for
-    from storage.shares import active_instance, create_share
-
-    with session_scope() as s:
-        try:
-            type_id = get_share_type(s, "plain").id
-        except NotFoundError:
-            type_id = create_share_type(s, "plain", {"driver_handles_share_servers": "False"}).id
-        share = create_share(s, project_id="rel", size=size, host=pool, share_type_id=type_id)
-        url = driver_for(s, pool).instance_url(active_instance(s, share).location)
-        return share.id, local_path(url)
-
-
-def local_path(url: str) -> Path:
-    """The directory behind a local or `faulty://` instance URL."""
-    return Path("/" + url.split("://")[-1].lstrip("/"))
+    """A share of project `rel` on `pool`, of a type without snapshots; (id, its data dir)."""
+    share = shares.new_share(pool, project="rel", size=size, name=None, snapshots=False)
+    return share.share_id, share.path
 
 
 def start(share_id: str, dest: str) -> str:
@@ -97,14 +79,7 @@ def start(share_id: str, dest: str) -> str:
     from storage.db import session_scope
     from storage.migration_admission import StartRequest, admit_start
 
-    req = StartRequest(
-        host=dest,
-        preserve_metadata=False,
-        preserve_snapshots=False,
-        writable=False,
-        nondisruptive=False,
-        force_host_assisted_migration=True,
-    )
+    req = StartRequest(host=dest, **NOTHING_PRESERVED, force_host_assisted_migration=True)
     with session_scope() as s:
         mig = admit_start(s, share_id, req, project_id=None)
         assert mig is not None
