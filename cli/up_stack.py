@@ -127,7 +127,8 @@ class Stack:
         env["PREFECT_SERVER_API_PORT"] = str(self.opts.prefect_port)
         env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         # Runs start (and resumed runs re-enter) within this many seconds; the default is 10.
-        env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")
+        # Half of it, on average, is in every flow-run start's fixed cost (two per migration).
+        env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "1")
         if self.opts.database_url:
             env["SHAREMIG_DATABASE_URL"] = self.opts.database_url
         if self.opts.prefect_database_url:
