@@ -220,6 +220,9 @@ class Zygote:
         env = request["env"]
         assert isinstance(env, dict)
         adopt_environment({str(k): str(v) for k, v in env.items()})
+        from storage.settings import reset_settings
+
+        reset_settings()  # sharemig's own, should an import have read them in the zygote
         sys.path[0] = cwd  # as `python -m` started in the launcher's directory has it
         argv = request.get("argv") or []
         assert isinstance(argv, list)
