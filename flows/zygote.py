@@ -27,6 +27,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -142,7 +143,7 @@ class Zygote:
         self.sel.register(self.listener, selectors.EVENT_READ)
         self.sel.register(self.wake_r, selectors.EVENT_READ)
         gc.freeze()  # children share the imported modules' pages instead of copying them
-        print(f"zygote {self.pid} ready on {self.path}", flush=True)
+        _say(f"zygote {self.pid} ready on {self.path}")
         while True:
             for key, _ in self.sel.select():
                 if key.fileobj is self.listener:
@@ -179,7 +180,7 @@ class Zygote:
             if len(fds) != 3:
                 raise OSError(f"expected 3 fds, got {len(fds)}")
         except (OSError, ValueError) as exc:
-            print(f"zygote: bad request: {exc}", file=sys.stderr, flush=True)
+            _say(f"bad request: {exc}")
             for fd in fds:
                 os.close(fd)
             conn.close()
@@ -194,7 +195,7 @@ class Zygote:
         conn.sendall(f"pid {pid}\n".encode())
         self.runs[pid] = conn
         self.sel.register(conn, selectors.EVENT_READ, pid)
-        print(f"zygote: run {request['env'].get('PREFECT__FLOW_RUN_ID')} is pid {pid}", flush=True)
+        _say(f"run {request['env'].get('PREFECT__FLOW_RUN_ID')} is pid {pid}")
         return None
 
     def _become_child(
@@ -251,10 +252,17 @@ class Zygote:
         with contextlib.suppress(OSError):
             if conn.recv(1):
                 return
-        print(f"zygote: the launcher of pid {pid} died; killing it", flush=True)
+        _say(f"the launcher of pid {pid} died; killing it")
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         self.sel.unregister(conn)
+
+
+def _say(message: str) -> None:
+    """One line of the zygote's log, timed like the worker's (to read a start's steps)."""
+    now = time.time()
+    print(f"{time.strftime('%H:%M:%S', time.localtime(now))}.{int(now % 1 * 1000):03d} {message}")
+    sys.stdout.flush()
 
 
 def socket_path(home: Path, worker: int) -> Path:
