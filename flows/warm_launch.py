@@ -23,7 +23,10 @@ from collections.abc import Mapping
 SOCKET_ENV = "SHAREMIG_WARM_START_SOCKET"
 """The zygote's socket; `sharemig up` sets it in each worker's environment."""
 CONNECT_S = 2.0
-"""How long a zygote may take to accept and fork before the run starts cold instead."""
+"""How long a zygote may take to accept the request before the run starts cold instead."""
+REPLY_S = 30.0
+"""How long it may take to fork, once it has the request. A cold start after that is still
+safe: this process's exec closes the socket, and the zygote kills a child it forked."""
 RELAYED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1)
 HEADER = struct.Struct("!I")
 
@@ -59,6 +62,7 @@ def _start_warm(path: str) -> tuple[socket.socket, int]:
     sock.connect(path)
     request = {"env": dict(os.environ), "cwd": os.getcwd(), "argv": sys.argv[1:]}
     send_request(sock, request, [0, 1, 2])
+    sock.settimeout(REPLY_S)
     reply = read_line(sock)
     if not reply.startswith("pid "):
         sock.close()

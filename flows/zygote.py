@@ -187,7 +187,14 @@ class Zygote:
             return None
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:  # closing the connection sends the launcher to a cold start
+            _say(f"cannot fork: {exc}")
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+            return None
         if pid == 0:
             return self._become_child(conn, fds, request)
         for fd in fds:
