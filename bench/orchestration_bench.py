@@ -281,6 +281,9 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument(
+        "--cold", action="store_true", help="no zygote: every flow run starts Prefect afresh"
+    )
     args = ap.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="sharemig-orch-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -293,6 +296,8 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     from cli.supervisor import Child, http_ok
     from flows.deploy import apply_deployments
+    from flows.warm_launch import SOCKET_ENV
+    from flows.zygote import ping, socket_path
     from storage.bootstrap import prepare_database
 
     prepare_database()
@@ -311,16 +316,27 @@ def main() -> None:
         work / "server.log",
         os.environ,
     )
+    zygote_path = socket_path(Path(os.environ["SHAREMIG_HOME"]), 1)
+    zygote = Child(
+        "zygote",
+        [sys.executable, "-m", "flows.zygote", "serve", str(zygote_path)],
+        work / "zygote.log",
+        os.environ,
+    )
+    worker_env = dict(os.environ) if args.cold else {**os.environ, SOCKET_ENV: str(zygote_path)}
     worker = Child(
         "prefect worker",
         [prefect, "worker", "start", "--pool", "sharemig", "--type", "process"],
         work / "worker.log",
-        os.environ,
+        worker_env,
     )
     try:
         server.start()
         server.wait_healthy(http_ok(os.environ["PREFECT_API_URL"] + "/health"), 300)
         apply_deployments()
+        if not args.cold:
+            zygote.start()
+            zygote.wait_healthy(lambda: ping(zygote_path), 120)
         worker.start()
         from prefect import get_client
 
@@ -352,6 +368,7 @@ def main() -> None:
             )
     finally:
         worker.stop()
+        zygote.stop()
         server.stop()
     for row in rows:
         row["fixed_s"] = row["flow_s"] - row["flow_copy_s"]
@@ -364,6 +381,7 @@ def main() -> None:
         "trees": args.trees,
         "workdir_fs": fs_type(work),
         "reps": args.reps,
+        "starts": "cold" if args.cold else "warm",
         "load_avg": os.getloadavg()[0],
         **{k: round(v, 3) for k, v in med.items()},
         "ratio": round(ratio, 2),
@@ -372,6 +390,7 @@ def main() -> None:
     }
     print(
         f"\npreset={args.preset} x{args.trees} on {result['workdir_fs']} reps={args.reps} "
+        f"{result['starts']} starts "
         f"(medians, warm cache, same run; load average now {result['load_avg']:.1f})"
     )
     print("| measure | seconds |\n|---|---:|")

@@ -5,6 +5,7 @@ each one is judged healthy. The command (`cli/up_cmd.py`) only parses flags and 
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import shutil
 import socket
@@ -22,6 +23,8 @@ import httpx
 from cli.endpoints import Endpoints, read_endpoints, write_endpoints
 from cli.supervisor import Child, StartupError, http_ok, port_in_use, sweep
 from cli.up_runfile import UpRun, stop_orphans, write_run
+from flows.warm_launch import SOCKET_ENV
+from flows.zygote import ping, socket_path
 from storage.errors import NotFoundError
 
 # Every child (and every flow-run process a worker starts) inherits this variable, so a stop
@@ -64,6 +67,7 @@ class Stack:
         self.say = say
         self.marker = uuid4().hex
         self.children: list[Child] = []
+        self.zygotes: list[tuple[Child, Path]] = []
         host = _url_host(opts.host)
         self.prefect_api_url = (
             opts.external_prefect_api_url or f"http://{host}:{opts.prefect_port}/api"
@@ -123,7 +127,8 @@ class Stack:
         env["PREFECT_SERVER_API_PORT"] = str(self.opts.prefect_port)
         env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         # Runs start (and resumed runs re-enter) within this many seconds; the default is 10.
-        env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "2")
+        # Half of it, on average, is in every flow-run start's fixed cost (two per migration).
+        env.setdefault("PREFECT_WORKER_QUERY_SECONDS", "1")
         if self.opts.database_url:
             env["SHAREMIG_DATABASE_URL"] = self.opts.database_url
         if self.opts.prefect_database_url:
@@ -187,10 +192,17 @@ class Stack:
         self.say(f"API shim healthy at {self.api_url}")
         for worker in workers:
             worker.wait_healthy(self._worker_online(worker.name, workers_at), CHILD_START_S)
-        self.say(f"{len(workers)} worker(s) polling work pool {self.opts.work_pool!r}")
+        for zygote, path in self.zygotes:
+            zygote.wait_healthy(functools.partial(ping, path), CHILD_START_S)
+        self.say(
+            f"{len(workers)} worker(s) polling work pool {self.opts.work_pool!r}, "
+            "each with a zygote for warm flow-run starts"
+        )
 
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str], log: str) -> Child:
-        child = Child(name, argv, self.logs / log, env)
+    def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str], log: str, cwd: Path | None = None
+    ) -> Child:
+        child = Child(name, argv, self.logs / log, env, cwd=cwd)
         self.children.append(child)
         child.start()
         return child
@@ -201,6 +213,21 @@ class Stack:
         # from its own working directory, which must not be the data dir.
         cwd = self.opts.home / "worker"
         cwd.mkdir(parents=True, exist_ok=True)
+        # Its flow runs start warm from it; until it answers (or should it die) they start
+        # cold, and their logs say so.
+        zygote = socket_path(self.opts.home, index)
+        self.zygotes.append(
+            (
+                self._spawn(
+                    f"zygote of worker {index}",
+                    [sys.executable, "-m", "flows.zygote", "serve", str(zygote)],
+                    env,
+                    f"zygote-{index}.log",
+                    cwd=cwd,
+                ),
+                zygote,
+            )
+        )
         argv = [
             _executable("prefect"),
             "worker",
@@ -212,10 +239,8 @@ class Stack:
             "--name",
             name,
         ]
-        child = Child(name, argv, self.logs / f"worker-{index}.log", env, cwd=cwd)
-        self.children.append(child)
-        child.start()
-        return child
+        worker_env = {**env, SOCKET_ENV: str(zygote)}
+        return self._spawn(name, argv, worker_env, f"worker-{index}.log", cwd=cwd)
 
     def _worker_online(self, name: str, since: datetime) -> Callable[[], bool]:
         """The named worker has sent a heartbeat since this `up` started it."""

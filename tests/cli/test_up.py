@@ -116,6 +116,11 @@ def test_demo_waits_for_approval_and_the_cli_approval_finishes_it(
     expected = tmp_path / "expected"
     stats = write_demo_tree(expected, scale=SCALE)
     assert _tree(moved) == _tree(expected) and len(_tree(moved)) == stats.files
+    # Both of the run's processes (phase 1, and the resume after approval) were forked warm
+    # by the worker's zygote, not started afresh.
+    run_id = run_url[1].rsplit("/", 1)[1]
+    forks = (up.home / "logs" / "zygote-1.log").read_text().count(f"run {run_id} is pid")
+    assert forks == 2, (up.home / "logs" / "zygote-1.log").read_text()
     listed = json.loads(up.sharemig("shares", "--json").stdout)
     assert any(r["id"] == share_id and r["task_state"] == "migration_success" for r in listed)
 
