@@ -18,10 +18,10 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from prefect_service import wait_for
 
 from flows.warm_launch import SOCKET_ENV
 from flows.zygote import ping, socket_path
+from tests.kit.waiting import wait_for
 
 HERE = Path(__file__).resolve().parent
 

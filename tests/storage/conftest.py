@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,12 +15,27 @@ from storage.db import session_scope, upgrade
 from storage.inventory import parse_inventory, sync_inventory
 
 
+@pytest.fixture(scope="session")
+def schema_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file at the schema head, copied for each test instead of upgrading each."""
+    from storage.db import dispose_engines
+
+    path = tmp_path_factory.mktemp("schema") / "sharemig.db"
+    upgrade(f"sqlite:///{path}")
+    dispose_engines()  # checkpoints the WAL into the file, so a plain copy holds the schema
+    return path
+
+
 @pytest.fixture
-def db_url(sharemig_home: Path) -> str:
+def db_url(sharemig_home: Path, schema_template: Path) -> str:
     from storage.settings import get_settings
 
     url = get_settings().db_url  # SQLite under sharemig_home, or PostgreSQL in that CI step
-    upgrade(url)
+    if url.startswith("sqlite:///"):
+        target = Path(url.removeprefix("sqlite:///"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(schema_template, target)
+    upgrade(url)  # at the head already for a copy: returns without Alembic
     return url
 
 
