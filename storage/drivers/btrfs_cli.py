@@ -220,7 +220,11 @@ class QgroupUsage:
 
 
 def qgroup_usage(path: Path) -> QgroupUsage:
-    """Referenced/exclusive bytes and limit of the subvolume at `path` (committed values)."""
+    """Referenced/exclusive bytes and limit of the subvolume at `path` (committed values).
+
+    Waits for a qgroup rescan in progress (right after `quota enable`, say) to finish first:
+    until then the numbers are not whole, and a shrink must not trust them."""
+    run(["quota", "rescan", "-W", str(path)], f"waiting for the qgroup rescan of {path}")
     out = run(["qgroup", "show", "-r", "--raw", "-f", str(path)], f"reading the qgroup of {path}")
     for line in out.splitlines():
         cols = line.split()
