@@ -58,10 +58,7 @@ def set_state(shim: ShimServer) -> Callable[..., str]:
     migration row with its counters); no flow run exists, which is what a run looks like
     before Prefect has picked it up.
     """
-    from storage.db import session_scope
-    from storage.migration_admission import BUSY_TASK_STATES
-    from storage.models import Migration
-    from storage.shares import active_instance, get_share
+    from tests.kit.shares import put_in_state
 
     def put(
         share_id: str,
@@ -71,22 +68,13 @@ def set_state(shim: ShimServer) -> Callable[..., str]:
         requested_action: str | None = None,
         **counters: object,
     ) -> str:
-        busy = task_state in BUSY_TASK_STATES
-        with session_scope(shim.db_url) as session:
-            share = get_share(session, share_id)
-            mig = Migration(
-                share_id=share.id,
-                source_instance_id=active_instance(session, share).id,
-                dest_host="sharemig@localfs#pool-b",
-                active=busy,
-                outcome=None if busy else task_state,
-                requested_action=requested_action,
-                **counters,
-            )
-            session.add(mig)
-            share.task_state = task_state
-            share.status = status or ("migrating" if busy else "available")
-            session.flush()
-            return mig.id
+        return put_in_state(
+            shim.db_url,
+            share_id,
+            task_state,
+            status=status,
+            requested_action=requested_action,
+            **counters,
+        )
 
     return put

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.kit import shares
+from tests.kit.manila_api import OSC_NO_GUARANTEES
 from tests.kit.prefect_service import POOL_A, POOL_B
 from tests.kit.shim_server import PROJECT, ShimServer, run_shim
 from tests.kit.waiting import wait_task_state
@@ -146,16 +147,7 @@ def test_openstack_cli_full_cycle(live_shim: ShimServer) -> None:
     share_id = new_share(live_shim, "cycle-osc")
     src = osc_share(live_shim, share_id)
     dest = other_pool(src["host"])
-    flags = [
-        "--preserve-metadata",
-        "False",
-        "--preserve-snapshots",
-        "False",
-        "--writable",
-        "False",
-        "--nondisruptive",
-        "False",
-    ]
+    flags = list(OSC_NO_GUARANTEES)
     osc(live_shim, "share", "migration", "start", *flags, share_id, dest)
     wait_over_http(live_shim, share_id, *PHASE1_DONE)
     shown = osc(live_shim, "share", "migration", "show", share_id, "-f", "json")
@@ -171,18 +163,7 @@ def test_openstack_cli_cancel_by_name(live_shim: ShimServer) -> None:
     # By name: OSC resolves it through the shares list (all_tenants, is_soft_deleted queries).
     new_share(live_shim, "cycle-osc-cancel", POOL_B)
     src = osc_share(live_shim, "cycle-osc-cancel")
-    flags = [
-        "--force-host-assisted-migration",
-        "True",
-        "--preserve-metadata",
-        "False",
-        "--preserve-snapshots",
-        "False",
-        "--writable",
-        "False",
-        "--nondisruptive",
-        "False",
-    ]
+    flags = ["--force-host-assisted-migration", "True", *OSC_NO_GUARANTEES]
     osc(
         live_shim,
         "share",

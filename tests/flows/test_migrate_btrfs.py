@@ -13,7 +13,7 @@ from tests.kit.bench_kit import gen_tree, treecmp
 from tests.kit.btrfs import remove_btrfs_pool, two_btrfs_mounts
 from tests.kit.flow_runs import start_request
 from tests.kit.prefect_service import POOL_B
-from tests.kit.shares import db_share, migration_of, new_share
+from tests.kit.shares import add_pool, db_share, migration_of, new_share
 from tests.kit.waiting import wait_task_state
 
 pytestmark = pytest.mark.usefixtures("service_env")
@@ -41,24 +41,8 @@ def btrfs_pools(btrfs_roots: tuple[Path, Path]) -> Iterator[tuple[Path, Path]]:
     from storage.db import session_scope
     from storage.models import Pool
 
-    with session_scope() as s:
-        for name, root in zip((POOL_BTRFS_A, POOL_BTRFS_B), btrfs_roots, strict=True):
-            host, _, rest = name.partition("@")
-            backend, _, pool = rest.partition("#")
-            s.merge(
-                Pool(
-                    name=name,
-                    host=host,
-                    backend=backend,
-                    pool=pool,
-                    driver="btrfs",
-                    url=root.as_uri(),
-                    capacity_gb=2,
-                    availability_zone="nova",
-                    options={},
-                    enabled=True,
-                )
-            )
+    for name, root in zip((POOL_BTRFS_A, POOL_BTRFS_B), btrfs_roots, strict=True):
+        add_pool(name, root, driver="btrfs", capacity_gb=2)
     yield btrfs_roots
     with session_scope() as s:
         for name in (POOL_BTRFS_A, POOL_BTRFS_B):

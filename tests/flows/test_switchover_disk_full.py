@@ -19,7 +19,7 @@ import pytest
 
 from tests.kit.flow_runs import start_request
 from tests.kit.prefect_service import POOL_A
-from tests.kit.shares import add_localfs_pool, db_share, migration_of, new_share
+from tests.kit.shares import add_pool, db_share, migration_of, new_share
 from tests.kit.waiting import wait_for, wait_task_state
 
 pytestmark = pytest.mark.usefixtures("service_env")
@@ -38,7 +38,7 @@ def small_pool(tmp_path: Path) -> Iterator[Path]:
     if mounted.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
     (mnt / "pool").mkdir()
-    add_localfs_pool(SMALL, mnt / "pool")
+    add_pool(SMALL, mnt / "pool")
     try:
         yield mnt
     finally:

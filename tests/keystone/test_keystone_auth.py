@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from tests.kit.keystone import BIN, KeystoneShim
+from tests.kit.manila_api import OSC_NO_GUARANTEES
 from tests.kit.readme import yaml_block
 from tests.kit.waiting import wait_for
 
@@ -122,14 +123,7 @@ def test_openstack_cli_with_clouds_yaml_cancel_cycle(
         "share",
         "migration",
         "start",
-        "--preserve-metadata",
-        "False",
-        "--preserve-snapshots",
-        "False",
-        "--writable",
-        "False",
-        "--nondisruptive",
-        "False",
+        *OSC_NO_GUARANTEES,
         share_id,
         POOL_A,
     )

@@ -68,3 +68,16 @@ def share_view(shim: ShimServer, share_id: str) -> dict[str, object]:
 
 
 # --- §2.3: which version / experimental combination serves which operation -------------------
+
+
+OSC_NO_GUARANTEES = (
+    "--preserve-metadata",
+    "False",
+    "--preserve-snapshots",
+    "False",
+    "--writable",
+    "False",
+    "--nondisruptive",
+    "False",
+)
+"""`openstack share migration start`'s four required guarantee flags, none asked for."""

@@ -21,23 +21,26 @@ def local_path(url: str) -> Path:
     return Path("/" + url.split("://")[-1].lstrip("/"))
 
 
-def add_localfs_pool(name: str, root: Path, capacity_gb: int = 100) -> None:
-    """The localfs pool `host@backend#pool` at `root`, added to the current database's pools."""
+def add_pool(name: str, root: Path, *, driver: str = "localfs", capacity_gb: int = 100) -> None:
+    """The pool `host@backend#pool` at `root`, added (or replaced) in the current database."""
     from storage.db import session_scope
     from storage.models import Pool
 
     host, _, rest = name.partition("@")
     backend, _, pool = rest.partition("#")
     with session_scope() as s:
-        s.add(
+        s.merge(
             Pool(
                 name=name,
                 host=host,
                 backend=backend,
                 pool=pool,
-                driver="localfs",
+                driver=driver,
                 url=root.as_uri(),
                 capacity_gb=capacity_gb,
+                availability_zone="nova",
+                options={},
+                enabled=True,
             )
         )
 
@@ -127,3 +130,42 @@ def db_share(share_id: str) -> Callable[[], dict[str, Any]]:
         return {**share_row(share_id), "error": None if mig is None else mig.error}
 
     return get
+
+
+def put_in_state(
+    db_url: str,
+    share_id: str,
+    task_state: str | None,
+    *,
+    status: str | None = None,
+    requested_action: str | None = None,
+    dest_host: str = "sharemig@localfs#pool-b",
+    **counters: Any,
+) -> str:
+    """Put a share where a migration would have taken it; returns the migration id.
+
+    Only the rows a client can observe are written (share status/task_state, a migration
+    row, active while busy, with `counters`); no flow run exists, which is what a run looks
+    like before Prefect has picked it up."""
+    from storage.db import session_scope
+    from storage.migration_state import BUSY
+    from storage.models import Migration
+    from storage.shares import active_instance, get_share
+
+    busy = task_state in BUSY
+    with session_scope(db_url) as s:
+        share = get_share(s, share_id)
+        mig = Migration(
+            share_id=share.id,
+            source_instance_id=active_instance(s, share).id,
+            dest_host=dest_host,
+            active=busy,
+            outcome=None if busy else task_state,
+            requested_action=requested_action,
+            **counters,
+        )
+        s.add(mig)
+        share.task_state = task_state
+        share.status = status or ("migrating" if busy else "available")
+        s.flush()
+        return str(mig.id)

@@ -36,7 +36,7 @@ from tests.kit.reliability import (
     record,
     start,
 )
-from tests.kit.shares import add_localfs_pool
+from tests.kit.shares import add_pool
 
 BAD = "d2/f006.bin"
 DM_NAME = f"sharemig-eio-{os.getpid()}"
@@ -184,7 +184,7 @@ def test_eio_from_a_device_mapper_error_target(
 
     mnt, arm = eio_mount
     (mnt / "pool").mkdir()
-    add_localfs_pool("rel@localfs#eio", mnt / "pool")
+    add_pool("rel@localfs#eio", mnt / "pool")
     share_id, src = new_share("rel@localfs#eio")
     make_tree(src, files=12, size=16 * 1024)
     arm(src / BAD)

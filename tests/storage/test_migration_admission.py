@@ -42,13 +42,13 @@ from storage.migration_admission import (
 from storage.migration_state import TaskState
 from storage.models import Migration, Pool
 from storage.shares import (
-    active_instance,
     allow_access,
     create_share,
     create_snapshot,
     delete_share,
     get_share,
 )
+from tests.kit.shares import put_in_state
 
 POOL_A, POOL_B, POOL_OBJ = "h1@lfs#a", "h1@lfs#b", "h2@obj#bucket"
 S = TaskState
@@ -63,38 +63,6 @@ def start_request(host: str = POOL_B, **changes: Any) -> StartRequest:
 def new_share(db_url: str, size: int = 1, host: str = POOL_A) -> str:
     with session_scope(db_url) as s:
         return create_share(s, project_id="p1", size=size, host=host).id
-
-
-def put_in_state(
-    db_url: str,
-    share_id: str,
-    task_state: str | None,
-    *,
-    status: str | None = None,
-    requested_action: str | None = None,
-    **counters: Any,
-) -> str:
-    """Where a migration would have taken the share: its status and task_state, and a
-    migration row (active while busy) with `counters`; no run. Returns the migration id."""
-    from storage.migration_state import BUSY
-
-    busy = task_state in BUSY
-    with session_scope(db_url) as s:
-        share = get_share(s, share_id)
-        mig = Migration(
-            share_id=share.id,
-            source_instance_id=active_instance(s, share).id,
-            dest_host=POOL_B,
-            active=busy,
-            outcome=None if busy else task_state,
-            requested_action=requested_action,
-            **counters,
-        )
-        s.add(mig)
-        share.task_state = task_state
-        share.status = status or ("migrating" if busy else "available")
-        s.flush()
-        return mig.id
 
 
 def share_row(db_url: str, share_id: str) -> tuple[str, str | None, str]:
