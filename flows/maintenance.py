@@ -11,9 +11,11 @@ the endings and starts the next moves, until every move has an outcome.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, cast
 from uuid import uuid4
 
 from prefect import flow, get_run_logger, runtime
+from prefect.artifacts import create_table_artifact
 from prefect.flow_runs import suspend_flow_run
 
 from flows import control
@@ -83,13 +85,25 @@ def run_batch(
         _start_next(run_id, seen, max_concurrent)
         moves = batch.moves(run_id)
         if all(m.outcome is not None for m in moves):
-            return {m.share_id: str(m.outcome) for m in moves}
+            outcomes = {m.share_id: str(m.outcome) for m in moves}
+            _publish_outcomes(run_id, outcomes)
+            return outcomes
         if any(m.pending for m in moves) and not any(m.active for m in moves):
             continue  # every start in this round ended at once: start the next ones
         waiting = [m.share_id for m in moves if m.active]
         log.info("suspended until one of %d migration(s) ends: %s", len(waiting), waiting)
         # A fresh key per wait: this run re-enters from the top after every resume.
         suspend_flow_run(timeout=None, key=f"batch-{uuid4().hex[:12]}")
+
+
+def _publish_outcomes(run_id: str, outcomes: dict[str, str]) -> None:
+    """Every move's ending as a table artifact on the run: written through the API at once,
+    unlike log lines, which a run under load may still be sending when its process exits."""
+    cast(Any, create_table_artifact)(
+        table=[{"share": share, "outcome": outcome} for share, outcome in outcomes.items()],
+        key=f"maintenance-{run_id}".lower(),
+        description=f"How each of the {len(outcomes)} planned move(s) ended",
+    )
 
 
 def _evacuation_plan(
