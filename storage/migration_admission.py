@@ -122,7 +122,7 @@ def _destination_pool(session: Session, host: str, share_id: str) -> Pool:
             f"ServiceNotFound: Service {service} could not be found. "
             "List destination pools with `manila pool-list` (host@backend#pool)."
         )
-    names = ", ".join(p.name for p in pools)
+    names = ", ".join(sorted(p.name for p in pools))
     if "#" not in host:
         raise InvalidInputError(
             f"Destination host {host!r} names no pool; migrate share {share_id} to one of: {names}."
