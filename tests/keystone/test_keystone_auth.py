@@ -226,7 +226,9 @@ def test_expired_token_gets_401(ks_shim: KeystoneShim) -> None:
             interval=1,
             what="the application credential's token to expire",
         )
-    assert datetime.now(UTC).replace(tzinfo=None) >= expires
+    # Keystone writes a token's expiry "precise to the second" (keystone.common.utils.isotime,
+    # subsecond=True drops the microseconds), so the token dies up to a second before `expires`.
+    assert datetime.now(UTC).replace(tzinfo=None) >= expires.replace(microsecond=0)
     assert resp.status_code == 401, resp.text
     assert resp.headers["WWW-Authenticate"].startswith("Keystone uri=")
     assert "project-scoped token" in resp.json()["error"]["message"]
