@@ -229,7 +229,9 @@ class Stack:
             )
         )
         argv = [
-            _executable("prefect"),
+            sys.executable,
+            "-m",
+            "flows.prefect_worker",  # `prefect worker start` with a memory housekeeper
             "worker",
             "start",
             "--pool",
