@@ -42,6 +42,16 @@ from tests.kit.prefect_service import (  # noqa: E402
 from tests.kit.waiting import wait_for  # noqa: E402
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`scale` scenarios (10-25 min each) run on demand only: with `-m` naming the marker."""
+    if "scale" in (config.option.markexpr or ""):
+        return
+    on_demand = pytest.mark.skip(reason="a `scale` scenario: on demand, run with -m scale")
+    for item in items:
+        if item.get_closest_marker("scale") is not None:
+            item.add_marker(on_demand)
+
+
 @pytest.fixture(autouse=True)
 def _no_freeze_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """A test that fails mid-migration may leave a frozen (read-only bind-mounted) source;

@@ -132,15 +132,19 @@ def dask_cluster(base: Path, db_url: str) -> Iterator[DaskCluster]:
                 time.sleep(0.2)
         yield cluster
     finally:
-        for proc in [w.proc for w in cluster.workers.values()] + [scheduler]:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in [w.proc for w in cluster.workers.values()] + [scheduler]:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        # Workers first, while their scheduler still answers their goodbye: a worker whose
+        # scheduler went first spends its close timeout trying to reach it.
+        workers = [w.proc for w in cluster.workers.values()]
+        for group in (workers, [scheduler]):
+            for proc in group:
+                if proc.poll() is None:
+                    proc.terminate()
+            for proc in group:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
 
 def batches_by_worker(client: Any, since: float, names: dict[str, str]) -> dict[str, int]:

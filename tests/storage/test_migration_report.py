@@ -29,6 +29,7 @@ from storage.models.base import utcnow
 from storage.mover.plan import path_key
 from storage.mover.sql import executemany
 from storage.shares import active_instance, create_share
+from tests.kit.processes import peak_rss
 
 SHAREMIG = str(Path(sys.executable).with_name("sharemig"))
 INSERT = (
@@ -164,14 +165,12 @@ def test_a_million_entries_stream_in_flat_memory(
                 ],
             )
     out = tmp_path / "report.csv"
-    proc = subprocess.Popen(
+    peak = peak_rss(
         [SHAREMIG, "report", share_id, "--format", "csv", "--output", str(out)],
         env=dict(os.environ),
-        stderr=subprocess.PIPE,
     )
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read() if proc.stderr else ""
-    peak_mb = usage.ru_maxrss / 1024
+    assert peak.exit_code == 0, peak.stderr
+    peak_mb = peak.rss_mb
     with out.open() as f:
         lines = sum(1 for line in f if not line.startswith("# "))
     assert lines == 1 + MILLION + 1  # header, the million, the root

@@ -22,10 +22,11 @@ from tests.kit.btrfs import mount_btrfs, remove_btrfs_pool, two_btrfs_mounts
 from tests.kit.drivers import PoolPair, make_pool
 
 
-def _mount_tmpfs() -> tuple[Path | None, str]:
-    where = Path(tempfile.mkdtemp(prefix="sharemig-tmpfs-"))
+def _mount_tmpfs(where: Path | None = None, size: str = "1g") -> tuple[Path | None, str]:
+    where = where or Path(tempfile.mkdtemp(prefix="sharemig-tmpfs-"))
+    where.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1g", "tmpfs", str(where)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
         capture_output=True,
         text=True,
         check=False,
@@ -34,6 +35,31 @@ def _mount_tmpfs() -> tuple[Path | None, str]:
         return where, ""
     where.rmdir()
     return None, proc.stderr.strip() or f"mount exited {proc.returncode}"
+
+
+@pytest.fixture(scope="session")
+def ram_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A tmpfs for this folder's test directories (under the basetemp, so a freeze a failed
+    test left there is lifted like any other), else a plain directory of the basetemp."""
+    where = tmp_path_factory.mktemp("ram")
+    mounted, _ = _mount_tmpfs(where, "2g")
+    yield where
+    if mounted is not None:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.fixture
+def tmp_path(ram_dir: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Overrides pytest's `tmp_path` in the driver suites: each test copies its trees three
+    or four times, which on the root filesystem (ext4, churned by earlier runs) cost most of
+    this folder's time. Removed after the test unless it failed."""
+    name = "".join(c if c.isalnum() or c in "-_" else "_" for c in request.node.name)[:80]
+    path = ram_dir / name
+    path.mkdir()
+    failed = request.session.testsfailed
+    yield path
+    if request.session.testsfailed == failed:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -116,9 +142,32 @@ def pools(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PoolPair]:
         shutil.rmtree(dst_root.parent, ignore_errors=True)
 
 
+KEEP_ENTRIES = 400
+"""Entries of the preset's ordinary `tree/` the contract tree keeps (of ~2,100)."""
+
+
+def _entries(path: Path) -> int:
+    return 1 + sum(len(dirs) + len(files) for _, dirs, files in os.walk(path))
+
+
 @pytest.fixture(scope="session")
 def awkward_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """gen_dataset's `small` preset (awkward names, links, xattrs, sparse files, a FIFO)."""
+    """gen_dataset's `small` preset cut down to what the driver contract needs: every
+    awkward entry (`_awkward/`: names, links, xattrs, sparse files, a FIFO), one 16 MiB media
+    file (a btrfs send long enough to be stopped part-way) and the first ~400 entries of the
+    ordinary tree. Every test copies it three or four times; the mover's own suite
+    (`tests/storage/mover/test_local_fidelity.py`) copies the whole preset."""
     target = tmp_path_factory.mktemp("dataset") / "small"
     gen_tree(target)
+    for extra in sorted((target / "media").iterdir())[1:]:
+        extra.unlink()
+    kept = 0
+    for entry in sorted((target / "tree").iterdir()):
+        if kept >= KEEP_ENTRIES:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        else:
+            kept += _entries(entry) if entry.is_dir() and not entry.is_symlink() else 1
     return target

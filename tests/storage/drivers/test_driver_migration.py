@@ -268,13 +268,18 @@ def test_stop_request_interrupts_phase1_and_a_rerun_resumes(mig: Migrating) -> N
     assert tree_diff(mig.reference, mig.dst_dir, owner=True) == ""
 
 
-def _write_while(stop: threading.Event, root: Path, errors: list[BaseException]) -> None:
-    """A client busy on the source: appends, new files, deletes, renames, a new directory."""
+def _write_while(
+    stop: threading.Event, wrote: threading.Event, root: Path, errors: list[BaseException]
+) -> None:
+    """A client busy on the source: appends, new files, deletes, renames, a new directory;
+    `wrote` is set after its first round."""
     n = 0
     try:
         busy = root / "busy"
         busy.mkdir(exist_ok=True)
         while not stop.is_set():
+            if n == 1:
+                wrote.set()
             n += 1
             with open(root / "after-snapshot.txt", "ab") as fh:
                 fh.write(b"%d\n" % n)
@@ -291,10 +296,12 @@ def _write_while(stop: threading.Event, root: Path, errors: list[BaseException])
 
 def test_source_written_during_phase1_equals_destination_at_freeze(mig: Migrating) -> None:
     mig.source.migration_start(mig.ref)
-    stop, errors = threading.Event(), []
-    writer = threading.Thread(target=_write_while, args=(stop, mig.src_dir, errors))
+    stop, wrote, errors = threading.Event(), threading.Event(), []
+    writer = threading.Thread(target=_write_while, args=(stop, wrote, mig.src_dir, errors))
     writer.start()
     try:
+        # Phase 1 starts on a source the client has already changed, and is still changing.
+        assert wrote.wait(30), errors
         assert mig.source.migration_continue(mig.ref) is True
     finally:
         # The freeze: writers stop before the switchover (the export goes read-only).
