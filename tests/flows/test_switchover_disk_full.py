@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.kit.flow_runs import start_request
+from tests.kit.mounts import tmpfs
 from tests.kit.prefect_service import POOL_A
 from tests.kit.shares import add_pool, db_share, migration_of, new_share
 from tests.kit.waiting import wait_for, wait_task_state
@@ -30,19 +30,10 @@ SMALL = "sharemig@localfs#small"
 @pytest.fixture
 def small_pool(tmp_path: Path) -> Iterator[Path]:
     """A destination pool on a 2 MiB tmpfs, added to the inventory the worker reads."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
-    (mnt / "pool").mkdir()
-    add_pool(SMALL, mnt / "pool")
-    try:
+    with tmpfs(tmp_path / "small", "2m") as mnt:
+        (mnt / "pool").mkdir()
+        add_pool(SMALL, mnt / "pool")
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _fill(path: Path) -> int:

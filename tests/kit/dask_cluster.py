@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.kit.processes import free_port
+from tests.kit.processes import free_port, stop_group
 
 DASK = str(Path(sys.executable).with_name("dask"))
 START_S = 180.0
@@ -70,7 +70,9 @@ class DaskCluster:
             argv = [*shell, str(blind), *argv]
         log_path = self.base / f"{name}.log"
         with log_path.open("wb") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         worker = DaskWorker(name, proc, home, log_path)
         self.workers[name] = worker
         return worker
@@ -118,6 +120,7 @@ def dask_cluster(base: Path, db_url: str) -> Iterator[DaskCluster]:
             [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     cluster = DaskCluster(f"tcp://127.0.0.1:{port}", scheduler, base, db_url)
     try:
@@ -134,17 +137,8 @@ def dask_cluster(base: Path, db_url: str) -> Iterator[DaskCluster]:
     finally:
         # Workers first, while their scheduler still answers their goodbye: a worker whose
         # scheduler went first spends its close timeout trying to reach it.
-        workers = [w.proc for w in cluster.workers.values()]
-        for group in (workers, [scheduler]):
-            for proc in group:
-                if proc.poll() is None:
-                    proc.terminate()
-            for proc in group:
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        for proc in [w.proc for w in cluster.workers.values()] + [scheduler]:
+            stop_group(proc, timeout=30)
 
 
 def batches_by_worker(client: Any, since: float, names: dict[str, str]) -> dict[str, int]:

@@ -5,12 +5,12 @@ in success after retries, or in `migration_error` with the source intact: no byt
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.kit.faulty_fs import Fault, set_faults
+from tests.kit.mounts import tmpfs
 from tests.kit.reliability import (
     POOL_A,
     POOL_FAULTY_DST,
@@ -137,23 +137,13 @@ def test_source_changed_or_deleted_during_copy(
         assert any("1 planned earlier are gone from the source" in m for m in said), said
 
 
-def _mount_tmpfs(path: Path, size: str) -> bool:
-    path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
-    )
-    return done.returncode == 0
-
-
 def test_real_full_destination_tmpfs(pools: dict[str, Path], tmp_path: Path) -> None:
     """A destination pool on a 1 MiB tmpfs: the kernel's ENOSPC, not an injected one."""
     from storage.db import session_scope
     from storage.models import Pool
 
     small = tmp_path / "small-pool"
-    if not _mount_tmpfs(small, "1m"):
-        pytest.skip("cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)")
-    try:
+    with tmpfs(small, "1m"):
         with session_scope() as s:
             s.add(
                 Pool(
@@ -185,5 +175,3 @@ def test_real_full_destination_tmpfs(pools: dict[str, Path], tmp_path: Path) -> 
             from storage.pools import allocated_gb
 
             assert allocated_gb(s).get("rel@localfs#small", 0) == 0
-    finally:
-        subprocess.run(["umount", "-l", str(small)], check=False)

@@ -12,7 +12,6 @@ crashed.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -34,6 +33,7 @@ from tests.kit.kill_stack import (
     kill9,
     prepared_stack,
 )
+from tests.kit.mounts import tmpfs
 from tests.kit.postgres import PG_URL_ENV, fresh_pg_database
 from tests.kit.reliability import content, make_tree, new_share
 from tests.kit.waiting import wait_for
@@ -61,16 +61,6 @@ print(json.dumps([[r.migration_id, r.action, r.new_flow_run_id] for r in recover
 """
 
 
-@contextlib.contextmanager
-def _tmpfs(path: Path) -> Iterator[None]:
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", str(path)], check=True)
-    try:
-        yield
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 @pytest.fixture
 def two_hosts(tmp_path: Path) -> Iterator[Stack]:
     """One Prefect server and one PostgreSQL database for sharemig; hosts start in the test."""
@@ -86,7 +76,7 @@ def two_hosts(tmp_path: Path) -> Iterator[Stack]:
         fresh_pg_database() as pg_url,
         fresh_prefect_pg() as prefect_pg,
         prepared_stack(Stack(tmp_path, pg_url, prefect_pg)) as stack,
-        _tmpfs(stack.pool_dir(POOL_B)),
+        tmpfs(stack.pool_dir(POOL_B), "512m"),
     ):
         stack.start_server()
         with temporary_settings(updates={PREFECT_API_URL: stack.api_url}):

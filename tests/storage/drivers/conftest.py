@@ -20,21 +20,7 @@ import pytest
 from tests.kit.bench_kit import gen_tree
 from tests.kit.btrfs import mount_btrfs, remove_btrfs_pool, two_btrfs_mounts
 from tests.kit.drivers import PoolPair, make_pool
-
-
-def _mount_tmpfs(where: Path | None = None, size: str = "1g") -> tuple[Path | None, str]:
-    where = where or Path(tempfile.mkdtemp(prefix="sharemig-tmpfs-"))
-    where.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode == 0:
-        return where, ""
-    where.rmdir()
-    return None, proc.stderr.strip() or f"mount exited {proc.returncode}"
+from tests.kit.mounts import mount_tmpfs, unmount
 
 
 @pytest.fixture(scope="session")
@@ -42,10 +28,10 @@ def ram_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A tmpfs for this folder's test directories (under the basetemp, so a freeze a failed
     test left there is lifted like any other), else a plain directory of the basetemp."""
     where = tmp_path_factory.mktemp("ram")
-    mounted, _ = _mount_tmpfs(where, "2g")
+    mounted = not mount_tmpfs(where, "2g")
     yield where
-    if mounted is not None:
-        subprocess.run(["umount", "-l", str(where)], check=False)
+    if mounted:
+        unmount(where)
 
 
 @pytest.fixture
@@ -66,12 +52,14 @@ def tmp_path(ram_dir: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
 def other_fs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A directory on a different filesystem from pytest's temp dir."""
     here = os.stat(tmp_path_factory.getbasetemp()).st_dev
-    mounted, why = _mount_tmpfs()
-    if mounted is not None:
+    mounted = Path(tempfile.mkdtemp(prefix="sharemig-tmpfs-"))
+    why = mount_tmpfs(mounted, "1g")
+    if not why:
         yield mounted
-        subprocess.run(["umount", "-l", str(mounted)], check=False)
+        unmount(mounted)
         mounted.rmdir()
         return
+    mounted.rmdir()
     shm = Path("/dev/shm")
     if shm.is_dir() and os.access(shm, os.W_OK) and os.stat(shm).st_dev != here:
         scratch = Path(tempfile.mkdtemp(prefix="sharemig-", dir=shm))
