@@ -136,7 +136,9 @@ def create_token(
             "starting with a letter or digit"
         )
     path = path or get_settings().tokens_path
-    token = secrets.token_urlsafe(32)
+    # Hex, not URL-safe base64: one in 64 of those starts with '-', which a command line
+    # (`openstack --os-token -x...`, `curl -H`) takes for an option.
+    token = secrets.token_hex(32)
     roles = [MEMBER_ROLE, ADMIN_ROLE] if admin else [MEMBER_ROLE]
     entry: dict[str, object] = {
         "sha256": _digest(token),

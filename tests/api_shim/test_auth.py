@@ -31,6 +31,15 @@ def test_the_file_keeps_digests_only(tmp_path: Path) -> None:
         assert lookup_token(wrong, path) is None
 
 
+def test_no_token_reads_as_a_command_line_option(tmp_path: Path) -> None:
+    """Operators paste tokens into `openstack --os-token T` and `curl -H`; one starting with
+    '-' is taken for an option (CI's `openstack` run failed on one)."""
+    path = tmp_path / "tokens.yaml"
+    tokens = [create_token("p1", path=path) for _ in range(300)]
+    assert not [t for t in tokens if t.startswith("-")]
+    assert all(lookup_token(t, path) is not None for t in tokens[:3])
+
+
 def test_the_store_rereads_a_changed_file(tmp_path: Path) -> None:
     path = tmp_path / "tokens.yaml"
     store = TokenStore(path)
